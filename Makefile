@@ -1,0 +1,41 @@
+# mixproc — every target sets itself up: uv is installed with pip when missing,
+# and `uv run` syncs the virtual environment from pyproject.toml before running.
+SHELL := /bin/bash
+UV = $$(command -v uv || echo python3 -m uv)
+RUN = $(UV) run --quiet
+export PYTHONUNBUFFERED := 1
+PYTEST_WORKERS ?= 2
+
+.PHONY: uv sync test lint demo bench notebooks clean
+
+uv:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
+		|| python3 -m pip install --quiet uv
+
+sync: uv
+	@$(UV) sync --quiet
+
+lint: sync
+	$(RUN) ruff check mixtures gp gmm tests benchmarks
+	$(RUN) ruff format --check mixtures gp gmm tests benchmarks
+
+# Unit tests, doctests of the packages and the executed notebooks, in one pytest run.
+test: sync
+	$(RUN) ruff check mixtures gp gmm tests benchmarks
+	$(RUN) pytest -n $(PYTEST_WORKERS) --doctest-modules --nbmake --nbmake-timeout=600 \
+		tests mixtures gp gmm notebooks
+
+demo: sync
+	$(RUN) mixproc demo --output mixproc-demo
+
+bench: sync
+	@for script in benchmarks/*.py; do \
+		echo "== $$script"; $(RUN) python $$script || exit 1; \
+	done
+
+# Re-execute the notebooks in place (outputs are committed so users see them rendered).
+notebooks: sync
+	$(RUN) jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache mixproc-demo

@@ -1,0 +1,1 @@
+"""mixproc common layer."""
