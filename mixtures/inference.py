@@ -1,0 +1,580 @@
+"""Inference drivers, functional and compiled once per model and data shape.
+
+- :func:`run_nuts` — NumPyro NUTS with cached, shape-keyed samplers (``jit_model_args``), so
+  refitting the same model on new data of the same shape compiles nothing.
+- :func:`run_svi` — stochastic variational inference built inside our own jitted
+  ``lax.scan`` (never ``SVI.run``, which recompiles on every call); the learning rate is a
+  traced argument.
+- :func:`fit_em` — expectation–maximisation for Gaussian mixtures in a jitted
+  ``lax.while_loop``, with :func:`e_step` and :func:`m_step` exposed as pure functions; one step
+  equals scikit-learn's ``GaussianMixture`` step.
+
+All drivers return named tuples of JAX arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.scipy.special import logsumexp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import initialize_model
+from numpyro.optim import optax_to_numpyro
+from tqdm.auto import tqdm
+
+from mixtures.base import x64_scope
+from mixtures.distributions import COVARIANCE_TYPES, GaussianMixture
+
+__all__ = [
+    "EMResult",
+    "GaussianMixtureParams",
+    "NUTSResult",
+    "SVIResult",
+    "e_step",
+    "fit_em",
+    "m_step",
+    "run_nuts",
+    "run_svi",
+]
+
+
+# ---------------------------------------------------------------------------------------
+# NUTS
+# ---------------------------------------------------------------------------------------
+
+
+class NUTSResult(NamedTuple):
+    """Draws of a NUTS run.
+
+    Attributes
+    ----------
+    samples : dict of str to array of shape (num_chains, num_samples, ...)
+        Posterior draws of every latent site (and deterministic site).
+    diverging : array of shape (num_chains, num_samples)
+        Whether each transition diverged.
+    accept_prob : array of shape (num_chains, num_samples)
+        Mean Metropolis acceptance probability of each transition.
+    num_steps : array of shape (num_chains, num_samples)
+        Leapfrog steps of each transition.
+    potential_energy : array of shape (num_chains, num_samples)
+        Negative unnormalised log posterior of each draw.
+    """
+
+    samples: dict[str, jax.Array]
+    diverging: jax.Array
+    accept_prob: jax.Array
+    num_steps: jax.Array
+    potential_energy: jax.Array
+
+
+def _nuts_kernel(model, key, args, kwargs, z, num_warmup, target_accept_prob, max_tree_depth):
+    """Initialise NumPyro's functional NUTS for one chain.
+
+    NumPyro's ``sample_kernel`` reads settings that ``init_kernel`` binds, so every jitted
+    function below re-runs this (the duplicate work is dead code after tracing).
+    """
+    info = initialize_model(
+        key, model, model_args=args, model_kwargs=kwargs, dynamic_args=True
+    )
+    init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
+    z = info.param_info.z if z is None else z
+    state = init_kernel(
+        z,
+        num_warmup,
+        target_accept_prob=target_accept_prob,
+        max_tree_depth=max_tree_depth,
+        model_args=args,
+        model_kwargs=kwargs,
+        rng_key=key,
+    )
+    return state, sample_kernel, info.postprocess_fn
+
+
+_NUTS_STATIC = ("model", "num_warmup", "max_tree_depth")
+
+
+@partial(jax.jit, static_argnames=_NUTS_STATIC)
+def _nuts_init(model, keys, init_z, args, kwargs, target_accept_prob, num_warmup, max_tree_depth):
+    def one(key, z):
+        return _nuts_kernel(
+            model, key, args, kwargs, z, num_warmup, target_accept_prob, max_tree_depth
+        )[0]
+
+    return jax.vmap(one)(keys, init_z)
+
+
+@partial(jax.jit, static_argnames=_NUTS_STATIC + ("length",))
+def _nuts_steps(
+    model, states, args, kwargs, target_accept_prob, num_warmup, max_tree_depth, length
+):
+    def one(state):
+        _, sample_kernel, _ = _nuts_kernel(
+            model, state.rng_key, args, kwargs, state.z, num_warmup,
+            target_accept_prob, max_tree_depth,
+        )
+
+        def step(s, _):
+            s = sample_kernel(s, model_args=args, model_kwargs=kwargs)
+            return s, (s.z, s.diverging, s.accept_prob, s.num_steps, s.potential_energy)
+
+        return jax.lax.scan(step, state, None, length=length)
+
+    return jax.vmap(one)(states)
+
+
+@partial(jax.jit, static_argnames=("model",))
+def _nuts_constrain(model, key, z, args, kwargs):
+    info = initialize_model(key, model, model_args=args, model_kwargs=kwargs, dynamic_args=True)
+    constrain = info.postprocess_fn(*args, **kwargs)
+    return jax.vmap(jax.vmap(constrain))(z)
+
+
+def _chunks(total: int, chunk: int) -> list[int]:
+    sizes = [chunk] * (total // chunk)
+    if total % chunk:
+        sizes.append(total % chunk)
+    return sizes
+
+
+def _shard_chains(tree):
+    """Place the chain axis across ``jax.devices()`` when it divides evenly."""
+    devices = jax.devices()
+    leaves = jax.tree_util.tree_leaves(tree)
+    if len(devices) < 2 or not leaves or leaves[0].shape[0] % len(devices):
+        return tree
+    mesh = Mesh(np.array(devices), ("chain",))
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("chain")))
+
+
+def run_nuts(
+    model: Callable,
+    *model_args: Any,
+    key: jax.Array,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 1,
+    target_accept_prob: float = 0.8,
+    max_tree_depth: int = 10,
+    init_params: dict[str, Any] | None = None,
+    verbose: int = 0,
+    **model_kwargs: Any,
+) -> NUTSResult:
+    """Sample a NumPyro model's posterior with NUTS.
+
+    Warm-up and sampling are ``lax.scan`` loops over NumPyro's functional NUTS kernel
+    inside our own jitted functions, keyed on (model, shapes, ``num_warmup``,
+    ``max_tree_depth``): calling again with new data of the same shapes, a new key or a new
+    ``target_accept_prob`` compiles nothing (``MCMC.run`` recompiles its collection loop on
+    every call). Chains are vectorised and, when their number is a multiple of the device
+    count, sharded across ``jax.devices()``. The model's arguments are traced, so anything
+    that sets a shape must come from an array's shape. Computation runs in float64.
+
+    Parameters
+    ----------
+    model : callable
+        A NumPyro model (a plain, module-level function so that compiled code is reused).
+    *model_args, **model_kwargs
+        Arguments of the model (arrays or Python scalars; traced).
+    key : jax.Array
+        PRNG key.
+    num_warmup, num_samples, num_chains : int
+        Warm-up and kept draws per chain, and number of chains.
+    target_accept_prob, max_tree_depth : float, int
+        NUTS settings (Hoffman & Gelman, 2014).
+    init_params : dict, optional
+        Unconstrained initial values per site, with a leading chain axis.
+    verbose : int, default=0
+        ``> 0`` shows a progress bar (steps run in chunks).
+
+    Returns
+    -------
+    NUTSResult
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def model():
+    ...     numpyro.sample("x", dist.Normal(1.0, 2.0))
+    >>> res = run_nuts(model, key=jax.random.PRNGKey(0), num_warmup=200, num_samples=400)
+    >>> res.samples["x"].shape
+    (1, 400)
+    """
+    if min(num_warmup, num_samples, num_chains) < 1 or max_tree_depth < 1:
+        raise ValueError(
+            "num_warmup, num_samples, num_chains and max_tree_depth must be positive; got "
+            f"{num_warmup}, {num_samples}, {num_chains}, {max_tree_depth}."
+        )
+    with x64_scope():
+        args = jax.tree_util.tree_map(_as_float64, model_args)
+        kwargs = jax.tree_util.tree_map(_as_float64, model_kwargs)
+        key_init, key_post = jax.random.split(key)
+        keys = _shard_chains(jax.random.split(key_init, num_chains))
+        if init_params is not None:
+            init_params = _shard_chains(
+                jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), init_params)
+            )
+        tap = jnp.asarray(target_accept_prob, jnp.float64)
+        statics = dict(num_warmup=int(num_warmup), max_tree_depth=int(max_tree_depth))
+        states = _nuts_init(model, keys, init_params, args, kwargs, tap, **statics)
+        total = num_warmup + num_samples
+        if verbose > 0:
+            chunk = max(1, total // 20)
+            sizes = _chunks(num_warmup, chunk) + _chunks(num_samples, chunk)
+        else:
+            sizes = [num_warmup, num_samples]
+        outputs, done = [], 0
+        with tqdm(total=total, desc="NUTS", disable=verbose <= 0) as bar:
+            for size in sizes:
+                states, out = _nuts_steps(model, states, args, kwargs, tap, **statics, length=size)
+                if done >= num_warmup:
+                    outputs.append(out)
+                done += size
+                bar.update(size)
+        z, diverging, accept, steps, energy = jax.tree_util.tree_map(
+            lambda *parts: jnp.concatenate(parts, axis=1), *outputs
+        )
+        samples = _nuts_constrain(model, key_post, z, args, kwargs)
+        return NUTSResult(
+            samples=dict(samples),
+            diverging=diverging,
+            accept_prob=accept,
+            num_steps=steps,
+            potential_energy=energy,
+        )
+
+
+def _as_float64(x):
+    if isinstance(x, float) or (hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)):
+        return jnp.asarray(x, jnp.float64)
+    return x
+
+
+# ---------------------------------------------------------------------------------------
+# SVI
+# ---------------------------------------------------------------------------------------
+
+
+class SVIResult(NamedTuple):
+    """Result of :func:`run_svi`.
+
+    Attributes
+    ----------
+    params : dict of str to array
+        Optimised variational parameters (constrained space, as ``SVI.get_params``).
+    losses : array of shape (num_steps,)
+        ELBO loss (negative ELBO estimate) per step.
+    state : numpyro.infer.svi.SVIState
+        Final optimiser state, to resume.
+    """
+
+    params: dict[str, jax.Array]
+    losses: jax.Array
+    state: Any
+
+
+_OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
+
+
+def _make_svi(model, guide, optimizer: str, num_particles: int, learning_rate) -> SVI:
+    tx = optax.inject_hyperparams(getattr(optax, optimizer))(learning_rate=learning_rate)
+    return SVI(model, guide, optax_to_numpyro(tx), Trace_ELBO(num_particles=num_particles))
+
+
+@partial(jax.jit, static_argnames=("model", "guide", "optimizer", "num_particles"))
+def _svi_init(model, guide, optimizer, num_particles, key, learning_rate, args, kwargs):
+    svi = _make_svi(model, guide, optimizer, num_particles, learning_rate)
+    return svi.init(key, *args, **kwargs)
+
+
+@partial(
+    jax.jit, static_argnames=("model", "guide", "optimizer", "num_particles", "num_steps")
+)
+def _svi_steps(model, guide, optimizer, num_particles, num_steps, state, args, kwargs):
+    # The learning rate lives in the optimiser state (inject_hyperparams), so the value
+    # passed here is a placeholder that update() never reads.
+    svi = _make_svi(model, guide, optimizer, num_particles, 0.0)
+    # init() binds the constrain function update() needs; its outputs are dead code.
+    svi.init(state.rng_key, *args, **kwargs)
+
+    def body(carry, _):
+        new_state, loss = svi.update(carry, *args, **kwargs)
+        return new_state, loss
+
+    return jax.lax.scan(body, state, None, length=num_steps)
+
+
+@partial(jax.jit, static_argnames=("model", "guide", "optimizer", "num_particles"))
+def _svi_params(model, guide, optimizer, num_particles, state, args, kwargs):
+    svi = _make_svi(model, guide, optimizer, num_particles, 0.0)
+    svi.init(state.rng_key, *args, **kwargs)
+    return svi.get_params(state)
+
+
+def run_svi(
+    model: Callable,
+    guide: Callable,
+    *model_args: Any,
+    key: jax.Array,
+    num_steps: int = 1000,
+    learning_rate: float = 1e-2,
+    optimizer: str = "adam",
+    num_particles: int = 1,
+    verbose: int = 0,
+    **model_kwargs: Any,
+) -> SVIResult:
+    """Fit a guide to a NumPyro model by maximising the ELBO.
+
+    The SVI update runs inside a jitted ``lax.scan`` compiled once per (model, guide,
+    optimiser, shapes); ``learning_rate`` is traced, so a sweep over it never recompiles. With
+    ``verbose > 0`` the steps run in 20 equal chunks under a tqdm bar (one extra compile
+    for a remainder chunk).
+
+    Parameters
+    ----------
+    model, guide : callable
+        NumPyro model and guide (module-level functions or a cached auto-guide object).
+    *model_args, **model_kwargs
+        Arguments of both (arrays).
+    key : jax.Array
+        PRNG key.
+    num_steps : int, default=1000
+        Optimisation steps.
+    learning_rate : float, default=1e-2
+        Step size (traced).
+    optimizer : {"adam", "adamw", "sgd", "rmsprop", "adagrad"}, default="adam"
+        An optax optimiser by name.
+    num_particles : int, default=1
+        Monte Carlo samples per ELBO estimate.
+    verbose : int, default=0
+        ``> 0`` shows a progress bar.
+
+    Returns
+    -------
+    SVIResult
+    """
+    if optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {_OPTIMIZERS}; got {optimizer!r}.")
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be a positive int; got {num_steps}.")
+    with x64_scope():
+        lr = jnp.asarray(learning_rate, dtype=jnp.float64)
+        state = _svi_init(model, guide, optimizer, num_particles, key, lr, model_args, model_kwargs)
+        statics = (model, guide, optimizer, num_particles)
+        if verbose > 0:
+            chunk = max(1, num_steps // 20)
+            sizes = [chunk] * (num_steps // chunk)
+            if num_steps % chunk:
+                sizes.append(num_steps % chunk)
+            losses = []
+            with tqdm(total=num_steps, desc="SVI", disable=False) as bar:
+                for size in sizes:
+                    state, chunk_losses = _svi_steps(
+                        *statics, size, state, model_args, model_kwargs
+                    )
+                    losses.append(chunk_losses)
+                    bar.update(size)
+                    bar.set_postfix(loss=f"{float(chunk_losses[-1]):.4g}")
+            losses = jnp.concatenate(losses)
+        else:
+            state, losses = _svi_steps(*statics, num_steps, state, model_args, model_kwargs)
+        params = _svi_params(*statics, state, model_args, model_kwargs)
+        return SVIResult(params=params, losses=losses, state=state)
+
+
+# ---------------------------------------------------------------------------------------
+# EM for Gaussian mixtures
+# ---------------------------------------------------------------------------------------
+
+
+class GaussianMixtureParams(NamedTuple):
+    """Parameters of a Gaussian mixture (covariance layout as :class:`GaussianMixture`)."""
+
+    weights: jax.Array
+    means: jax.Array
+    covariances: jax.Array
+
+
+class EMResult(NamedTuple):
+    """Result of :func:`fit_em`.
+
+    Attributes
+    ----------
+    params : GaussianMixtureParams
+        Final parameters (after the last M-step).
+    lower_bounds : array of shape (max_iter,)
+        Mean log-likelihood per sample after each E-step (NaN past ``n_iter``).
+    lower_bound : scalar array
+        The last finite entry of ``lower_bounds``.
+    n_iter : int array
+        Iterations run.
+    converged : bool array
+        Whether the change of the bound fell below ``tol``.
+    """
+
+    params: GaussianMixtureParams
+    lower_bounds: jax.Array
+    lower_bound: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+
+
+def e_step(
+    X: jax.Array, params: GaussianMixtureParams, covariance_type: str = "full"
+) -> tuple[jax.Array, jax.Array]:
+    r"""E-step: log responsibilities and the mean log-likelihood.
+
+    .. math::
+
+        \log r_{ik} = \log \pi_k + \log\mathcal N(x_i;\mu_k,\Sigma_k)
+                      - \log\sum_j \pi_j \mathcal N(x_i;\mu_j,\Sigma_j)
+
+    Returns
+    -------
+    log_resp : array of shape (n_samples, K)
+    mean_log_likelihood : scalar array
+    """
+    gm = GaussianMixture(*params, covariance_type=covariance_type)
+    weighted = gm.log_weights + gm.component_log_prob(X)
+    log_norm = logsumexp(weighted, axis=-1)
+    return weighted - log_norm[:, None], jnp.mean(log_norm)
+
+
+def m_step(
+    X: jax.Array, resp: jax.Array, reg_covar, covariance_type: str = "full"
+) -> GaussianMixtureParams:
+    r"""M-step: maximum-likelihood parameters from responsibilities (matmul form).
+
+    .. math::
+
+        N_k = \sum_i r_{ik} + 10\epsilon,\quad \pi_k = N_k / n,\quad
+        \mu_k = \frac{1}{N_k}\sum_i r_{ik} x_i,\quad
+        \Sigma_k = \frac{1}{N_k}\sum_i r_{ik}(x_i-\mu_k)(x_i-\mu_k)^\top + \lambda I
+
+    with :math:`\lambda` = ``reg_covar`` and the :math:`10\epsilon` guard of scikit-learn's
+    ``_estimate_gaussian_parameters`` so that empty components stay finite. Diagonal and
+    spherical covariances keep the diagonal (resp. its mean) of :math:`\Sigma_k`.
+    """
+    nk = resp.sum(0) + 10 * jnp.finfo(resp.dtype).eps
+    means = (resp.T @ X) / nk[:, None]
+    if covariance_type == "full":
+        D = X.shape[1]
+        # sum_i r_ik x_i x_i^T / N_k - mu_k mu_k^T, written with centred data for accuracy.
+        diff = X[None, :, :] - means[:, None, :]
+        cov = jnp.einsum("kn,knd,kne->kde", resp.T, diff, diff) / nk[:, None, None]
+        cov = cov + reg_covar * jnp.eye(D, dtype=X.dtype)
+    else:
+        avg_x2 = (resp.T @ (X * X)) / nk[:, None]
+        avg_xmean = means * ((resp.T @ X) / nk[:, None])
+        cov = avg_x2 - 2 * avg_xmean + means**2 + reg_covar
+        if covariance_type == "spherical":
+            cov = cov.mean(1)
+    return GaussianMixtureParams(nk / X.shape[0], means, cov)
+
+
+@partial(jax.jit, static_argnames=("covariance_type", "max_iter"))
+def _fit_em_core(X, params, reg_covar, tol, covariance_type, max_iter):
+    dtype = X.dtype
+    lower_bounds = jnp.full((max_iter,), jnp.nan, dtype=dtype)
+
+    def cond(carry):
+        _, _, i, prev, cur, _ = carry
+        return (i < max_iter) & ~(jnp.abs(cur - prev) < tol)
+
+    def body(carry):
+        params, bounds, i, _, cur, _ = carry
+        log_resp, lb = e_step(X, params, covariance_type)
+        new_params = m_step(X, jnp.exp(log_resp), reg_covar, covariance_type)
+        return new_params, bounds.at[i].set(lb), i + 1, cur, lb, log_resp
+
+    init = (
+        params,
+        lower_bounds,
+        jnp.asarray(0, jnp.int32),
+        jnp.asarray(-jnp.inf, dtype),
+        jnp.asarray(jnp.inf, dtype),
+        jnp.zeros((X.shape[0], params.means.shape[0]), dtype),
+    )
+    params, bounds, n_iter, prev, cur, _ = jax.lax.while_loop(cond, body, init)
+    converged = jnp.abs(cur - prev) < tol
+    return EMResult(params, bounds, cur, n_iter, converged)
+
+
+def fit_em(
+    X,
+    init_params: GaussianMixtureParams,
+    *,
+    covariance_type: str = "full",
+    reg_covar: float = 1e-6,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+) -> EMResult:
+    """Fit a Gaussian mixture by EM from given initial parameters.
+
+    Each iteration is an :func:`e_step` then an :func:`m_step`; the loop stops when the mean
+    log-likelihood changes by less than ``tol`` (scikit-learn's criterion) or after
+    ``max_iter`` iterations. ``reg_covar`` and ``tol`` are traced (no recompilation when
+    they change); ``covariance_type`` and ``max_iter`` are static. Runs in float64.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+    init_params : GaussianMixtureParams
+    covariance_type : {"full", "diag", "spherical"}
+    reg_covar : float
+        Added to the covariance diagonals.
+    tol : float
+        Convergence threshold on the change of the mean log-likelihood.
+    max_iter : int
+        Maximum iterations.
+
+    Returns
+    -------
+    EMResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.r_[np.random.default_rng(0).normal(-3, 1, (50, 1)),
+    ...           np.random.default_rng(1).normal(3, 1, (50, 1))]
+    >>> init = GaussianMixtureParams(np.array([.5, .5]), np.array([[-1.], [1.]]),
+    ...                              np.ones((2, 1, 1)))
+    >>> res = fit_em(X, init)
+    >>> bool(res.converged), np.round(np.sort(np.asarray(res.params.means[:, 0])), 1).tolist()
+    (True, [-3.0, 3.1])
+    """
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
+        )
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1; got {max_iter}.")
+    with x64_scope():
+        X = jnp.asarray(X, jnp.float64)
+        params = GaussianMixtureParams(*(jnp.asarray(p, jnp.float64) for p in init_params))
+        return _fit_em_core(
+            X,
+            params,
+            jnp.asarray(reg_covar, jnp.float64),
+            jnp.asarray(tol, jnp.float64),
+            covariance_type,
+            int(max_iter),
+        )
+
+
+def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
+    """Free parameters of a Gaussian mixture (for BIC/AIC), as scikit-learn counts them."""
+    cov = {
+        "full": n_components * n_features * (n_features + 1) / 2.0,
+        "diag": n_components * n_features,
+        "spherical": n_components,
+    }[covariance_type]
+    return int(cov + n_components * n_features + n_components - 1)
+
