@@ -35,7 +35,7 @@ bench: sync
 
 # Re-execute the notebooks in place (outputs are committed so users see them rendered).
 notebooks: sync
-	$(RUN) jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
+	$(RUN) python notebooks/_build/execute.py notebooks/*.ipynb
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache mixproc-demo

@@ -1,0 +1,126 @@
+"""GaussianMixtureModel: EM vs scikit-learn, Bayesian fits, bad input, pickling, compiles."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+from mixtures import GaussianMixtureModel
+
+
+def _blobs(seed=0):
+    rng = np.random.default_rng(seed)
+    return np.r_[rng.normal(-3, 1.0, (120, 2)), rng.normal(3, 0.7, (80, 2))]
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_em_fit_matches_sklearn_from_same_kmeans_init(covariance_type):
+    X = load_iris().data
+    ours = GaussianMixtureModel(3, covariance_type=covariance_type, random_state=0).fit(X)
+    sk = SkGaussianMixture(3, covariance_type=covariance_type, random_state=0)
+    sk.fit(X)
+    # Both start from k-means on the same RandomState stream and run the same
+    # float64 EM; the fitted parameters agree to ~1e-6 (the tol=1e-3 stopping rule is
+    # hit at the same iteration); compare after sorting components by their means.
+    o, s = np.argsort(ours.means_[:, 0]), np.argsort(sk.means_[:, 0])
+    np.testing.assert_allclose(ours.means_[o], sk.means_[s], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ours.weights_[o], sk.weights_[s], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ours.covariances_[o], sk.covariances_[s], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ours.score_samples(X), sk.score_samples(X), rtol=1e-6)
+    np.testing.assert_allclose(ours.bic(X), sk.bic(X), rtol=1e-6)
+    np.testing.assert_allclose(ours.aic(X), sk.aic(X), rtol=1e-6)
+    assert ours.converged_ and ours.n_iter_ == sk.n_iter_
+
+
+@pytest.mark.filterwarnings("ignore::mixtures.diagnostics.MixprocConvergenceWarning")
+def test_nuts_fit_posterior_and_inference_data():
+    X = _blobs()
+    m = GaussianMixtureModel(
+        2, inference="nuts", num_warmup=150, num_samples=150, num_chains=2, random_state=0
+    ).fit(X)
+    em = GaussianMixtureModel(2, random_state=0).fit(X)
+    idata = m.inference_data_
+    assert set(idata.posterior.data_vars) == {"weights", "means", "covariances"}
+    assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 150
+    # with n = 200 the posterior means sit within a few posterior s.d. of the MLE:
+    # s.d. of a component mean is ~ sigma / sqrt(n_k) ~ 0.1
+    o = np.argsort(em.means_[:, 0])
+    np.testing.assert_allclose(m.means_, em.means_[o], atol=0.3)
+    np.testing.assert_allclose(m.weights_, em.weights_[o], atol=0.1)
+    # posterior predictive density is close to the plug-in density on the training data
+    assert abs(m.score(X) - em.score(X)) < 0.05
+    assert (m.predict(X) == (X[:, 0] > 0)).mean() > 0.99
+
+
+def test_svi_fit_close_to_em():
+    X = _blobs(1)
+    m = GaussianMixtureModel(
+        2, inference="svi", covariance_type="diag", num_steps=800, random_state=0
+    ).fit(X)
+    em = GaussianMixtureModel(2, covariance_type="diag", random_state=0).fit(X)
+    o = np.argsort(em.means_[:, 0])
+    np.testing.assert_allclose(m.means_, em.means_[o], atol=0.3)
+    assert m.svi_losses_.shape == (800,)
+    assert m.inference_data_.posterior.sizes["draw"] == 200
+    assert abs(m.score(X) - em.score(X)) < 0.05
+
+
+@pytest.mark.parametrize(
+    ("X", "match"),
+    [
+        (np.array([[0.0, np.nan], [1.0, 2.0], [3.0, 4.0]]), "NaN"),
+        (np.array([[0.0, np.inf], [1.0, 2.0], [3.0, 4.0]]), "infinity"),
+        (np.arange(6.0), "Expected 2D array"),
+        (np.ones((2, 2, 2)), "dim 3"),
+    ],
+)
+def test_bad_input_raises_clear_value_error(X, match):
+    with pytest.raises(ValueError, match=match):
+        GaussianMixtureModel(1).fit(X)
+
+
+def test_fewer_samples_than_components_and_zero_components():
+    with pytest.raises(ValueError, match="n_samples >= n_components.*reduce n_components"):
+        GaussianMixtureModel(5).fit(np.random.default_rng(0).normal(size=(3, 2)))
+    with pytest.raises(ValueError, match="n_components"):
+        GaussianMixtureModel(0).fit(np.random.default_rng(0).normal(size=(10, 2)))
+    with pytest.raises(ValueError, match="covariance_type"):
+        GaussianMixtureModel(2, covariance_type="tied").fit(np.ones((10, 2)))
+
+
+def test_predict_with_wrong_number_of_features_raises():
+    m = GaussianMixtureModel(2, random_state=0).fit(_blobs())
+    with pytest.raises(ValueError, match="features"):
+        m.predict(np.ones((3, 5)))
+
+
+def test_pickle_round_trip_unchanged():
+    X = _blobs()
+    m = GaussianMixtureModel(2, random_state=0).fit(X)
+    m2 = pickle.loads(pickle.dumps(m))
+    np.testing.assert_array_equal(m.score_samples(X), m2.score_samples(X))
+    assert all(
+        isinstance(getattr(m2, a), np.ndarray) for a in ("weights_", "means_", "covariances_")
+    )
+
+
+def test_refit_same_shapes_compiles_nothing(compile_counter):
+    X = _blobs()
+    m = GaussianMixtureModel(2, random_state=0)
+    m.fit(X)
+    m.score_samples(X)
+    with compile_counter() as n:
+        m.set_params(reg_covar=1e-4, tol=1e-4).fit(X + 0.5)
+        m.score_samples(X)
+    assert n[0] == 0
+
+
+def test_sample_matches_fitted_moments():
+    m = GaussianMixtureModel(2, random_state=0).fit(_blobs())
+    x, z = m.sample(50_000, random_state=1)
+    mean = m.weights_ @ m.means_
+    # Monte Carlo mean: s.e. <= sqrt(max var / n) ~ 0.015; allow 0.05
+    np.testing.assert_allclose(x.mean(0), mean, atol=0.05)
+    np.testing.assert_allclose(np.bincount(z) / len(z), m.weights_, atol=0.01)
