@@ -32,9 +32,7 @@ def run_demo(output_dir: pathlib.Path, verbose: int = 1) -> dict[str, float]:
     output_dir.mkdir(parents=True, exist_ok=True)
     data = load_iris()
     X, y = data.data, data.target
-    bics = {
-        k: GaussianMixtureModel(k, n_init=3, random_state=0).fit(X).bic(X) for k in range(1, 6)
-    }
+    bics = {k: GaussianMixtureModel(k, n_init=3, random_state=0).fit(X).bic(X) for k in range(1, 6)}
     best_k = min(bics, key=bics.get)
     em = GaussianMixtureModel(3, n_init=3, random_state=0).fit(X)
     em_ari = adjusted_rand_score(y, em.predict(X))
@@ -62,7 +60,11 @@ def run_demo(output_dir: pathlib.Path, verbose: int = 1) -> dict[str, float]:
     draws = nuts.posterior_samples_["means"]
     for k in range(3):
         axes[1].scatter(draws[:, k, 0], draws[:, k, 1], s=2, alpha=0.2, color="red")
-    axes[1].set(title="NUTS: posterior draws of the component means", xlabel="petal length (cm)", ylabel="petal width (cm)")
+    axes[1].set(
+        title="NUTS: posterior draws of the component means",
+        xlabel="petal length (cm)",
+        ylabel="petal width (cm)",
+    )
     fig.tight_layout()
     fig.savefig(output_dir / "mixtures_iris.png", dpi=110)
     plt.close(fig)

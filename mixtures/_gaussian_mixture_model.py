@@ -85,8 +85,10 @@ def _site_constraints(covariance_type: str, n_features: int) -> dict:
 def _assemble(values: dict, covariance_type: str):
     """Means and covariances from the latent sites (works with leading sample axes)."""
     mu_first = values["mu_first"][..., None]
-    means = mu_first if "mu_rest" not in values else jnp.concatenate(
-        [mu_first, values["mu_rest"]], axis=-1
+    means = (
+        mu_first
+        if "mu_rest" not in values
+        else jnp.concatenate([mu_first, values["mu_rest"]], axis=-1)
     )
     sigma = values["sigma"]
     if covariance_type == "full":
@@ -201,17 +203,17 @@ def _guide_draws(params, X, hyper, init, key, covariance_type, num_draws):
 @partial(jax.jit, static_argnames=("covariance_type",))
 def _posterior_log_predictive(X, weights, means, covariances, covariance_type):
     # log (1/S) sum_s p(x | theta_s), over draws on the leading axis
-    lp = jax.vmap(
-        lambda w, m, c: GaussianMixture(w, m, c, covariance_type).log_prob(X)
-    )(weights, means, covariances)
+    lp = jax.vmap(lambda w, m, c: GaussianMixture(w, m, c, covariance_type).log_prob(X))(
+        weights, means, covariances
+    )
     return logsumexp(lp, axis=0) - jnp.log(lp.shape[0])
 
 
 @partial(jax.jit, static_argnames=("covariance_type",))
 def _posterior_responsibilities(X, weights, means, covariances, covariance_type):
-    r = jax.vmap(
-        lambda w, m, c: GaussianMixture(w, m, c, covariance_type).responsibilities(X)
-    )(weights, means, covariances)
+    r = jax.vmap(lambda w, m, c: GaussianMixture(w, m, c, covariance_type).responsibilities(X))(
+        weights, means, covariances
+    )
     return r.mean(0)
 
 
@@ -442,9 +444,7 @@ class GaussianMixtureModel(DensityMixin, MixprocEstimator):
         mean = X.mean(0)
         sd = X.std(0) + 1e-12
         return {
-            "concentration": jnp.full(
-                (self.n_components,), float(self.weight_concentration_prior)
-            ),
+            "concentration": jnp.full((self.n_components,), float(self.weight_concentration_prior)),
             "mean_loc": jnp.asarray(mean),
             "mean_scale": jnp.asarray(2.0 * sd),
             "data_scale": jnp.asarray(sd),
@@ -631,9 +631,7 @@ class GaussianMixtureModel(DensityMixin, MixprocEstimator):
         self._check_is_fitted()
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1; got {n_samples}.")
-        key = random_state_to_key(
-            self.random_state if random_state is None else random_state
-        )
+        key = random_state_to_key(self.random_state if random_state is None else random_state)
         with x64_scope():
             x, (z,) = self._distribution().sample_with_intermediates(key, (int(n_samples),))
         return np.asarray(x), np.asarray(z)
@@ -658,4 +656,3 @@ class GaussianMixtureModel(DensityMixin, MixprocEstimator):
         """Akaike information criterion on ``X`` (lower is better)."""
         n = np.asarray(X).shape[0]
         return -2 * self.score(X) * n + 2 * self._n_parameters()
-

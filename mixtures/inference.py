@@ -81,9 +81,7 @@ def _nuts_kernel(model, key, args, kwargs, z, num_warmup, target_accept_prob, ma
     NumPyro's ``sample_kernel`` reads settings that ``init_kernel`` binds, so every jitted
     function below re-runs this (the duplicate work is dead code after tracing).
     """
-    info = initialize_model(
-        key, model, model_args=args, model_kwargs=kwargs, dynamic_args=True
-    )
+    info = initialize_model(key, model, model_args=args, model_kwargs=kwargs, dynamic_args=True)
     init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
     z = info.param_info.z if z is None else z
     state = init_kernel(
@@ -117,8 +115,14 @@ def _nuts_steps(
 ):
     def one(state):
         _, sample_kernel, _ = _nuts_kernel(
-            model, state.rng_key, args, kwargs, state.z, num_warmup,
-            target_accept_prob, max_tree_depth,
+            model,
+            state.rng_key,
+            args,
+            kwargs,
+            state.z,
+            num_warmup,
+            target_accept_prob,
+            max_tree_depth,
         )
 
         def step(s, _):
@@ -294,9 +298,7 @@ def _svi_init(model, guide, optimizer, num_particles, key, learning_rate, args, 
     return svi.init(key, *args, **kwargs)
 
 
-@partial(
-    jax.jit, static_argnames=("model", "guide", "optimizer", "num_particles", "num_steps")
-)
+@partial(jax.jit, static_argnames=("model", "guide", "optimizer", "num_particles", "num_steps"))
 def _svi_steps(model, guide, optimizer, num_particles, num_steps, state, args, kwargs):
     # The learning rate lives in the optimiser state (inject_hyperparams), so the value
     # passed here is a placeholder that update() never reads.
@@ -577,4 +579,3 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
         "spherical": n_components,
     }[covariance_type]
     return int(cov + n_components * n_features + n_components - 1)
-

@@ -44,7 +44,8 @@ cells = [
     nbf.v4.new_code_cell(
         "report = check_convergence(idata, var_names=['weights', 'means'], warn=False)\n"
         "print('ok:', report.ok, '| max R-hat:', round(report.max_rhat, 3),\n"
-        "      '| min bulk ESS:', round(report.min_ess_bulk), '| divergences:', report.n_divergent)\n"
+        "      '| min bulk ESS:', round(report.min_ess_bulk),\n"
+        "      '| divergences:', report.n_divergent)\n"
         "for line in report.failures:\n"
         "    print(' -', line)"
     ),

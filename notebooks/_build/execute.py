@@ -7,6 +7,9 @@ from nbclient import NotebookClient
 
 for path in sys.argv[1:]:
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, kernel_name="python3", timeout=900, resources={"metadata": {"path": "."}}).execute()
+    client = NotebookClient(
+        nb, kernel_name="python3", timeout=900, resources={"metadata": {"path": "."}}
+    )
+    client.execute()
     nbformat.write(nb, path)
     print("executed", path)

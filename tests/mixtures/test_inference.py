@@ -175,8 +175,13 @@ def test_svi_recovers_conjugate_posterior_and_lr_is_traced(compile_counter):
     post_mean, post_var = _conjugate_posterior(y, 0.0, 2.0, 1.0)
     args = (jnp.asarray(y), 0.0, 2.0, 1.0)
     res = run_svi(
-        _normal_model, _normal_guide, *args, key=jax.random.PRNGKey(0),
-        num_steps=3000, learning_rate=0.02, num_particles=8,
+        _normal_model,
+        _normal_guide,
+        *args,
+        key=jax.random.PRNGKey(0),
+        num_steps=3000,
+        learning_rate=0.02,
+        num_particles=8,
     )
     # the guide family contains the exact posterior; the stochastic optimum jitters
     # with the gradient noise of 8 particles at lr 0.02: within 0.03 / 10% of the truth
@@ -185,7 +190,12 @@ def test_svi_recovers_conjugate_posterior_and_lr_is_traced(compile_counter):
     assert res.losses.shape == (3000,)
     with compile_counter() as n:
         run_svi(
-            _normal_model, _normal_guide, *args, key=jax.random.PRNGKey(1),
-            num_steps=3000, learning_rate=0.05, num_particles=8,
+            _normal_model,
+            _normal_guide,
+            *args,
+            key=jax.random.PRNGKey(1),
+            num_steps=3000,
+            learning_rate=0.05,
+            num_particles=8,
         )
     assert n[0] == 0
