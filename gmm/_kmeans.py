@@ -1,0 +1,252 @@
+"""GCD baselines: semi-supervised k-means and Brent class-number estimation (note, 8.1)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.base import ClusterMixin
+from sklearn.cluster import KMeans
+from sklearn.utils.validation import check_is_fitted
+
+from mixtures.base import MixprocEstimator
+
+from ._cluster_metrics import cluster_accuracy
+
+__all__ = ["SemiSupervisedKMeans", "estimate_n_clusters", "ss_kmeans", "validate_semi_labels"]
+
+
+def validate_semi_labels(y, n_samples: int, n_components: int | None = None) -> np.ndarray:
+    """Check semi-supervised labels: ints >= -1 (``-1`` = unlabelled), one per sample.
+
+    Raises ``ValueError`` on shape mismatch, non-integer values, labels < -1, or labels
+    ``>= n_components`` when the number of components is fixed.
+    """
+    if y is None:
+        return np.full(n_samples, -1, dtype=np.int64)
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n_samples:
+        raise ValueError(
+            f"y must have shape ({n_samples},) to match X; got {y.shape}. Pass one label per "
+            "sample, -1 for unlabelled samples."
+        )
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise ValueError(
+                "y must hold integer class ids (-1 for unlabelled); got non-integer values. "
+                "Encode classes as 0..L-1 (e.g. sklearn.preprocessing.LabelEncoder)."
+            )
+    elif y.dtype.kind not in "iub":
+        raise ValueError(
+            f"Unknown label type: y must hold integer class ids (-1 for unlabelled); got "
+            f"dtype {y.dtype}. "
+            "Encode classes as 0..L-1 (e.g. sklearn.preprocessing.LabelEncoder)."
+        )
+    y = y.astype(np.int64)
+    if y.size and y.min() < -1:
+        raise ValueError(
+            f"y must be >= -1 (-1 marks an unlabelled sample); got min {y.min()}. "
+            "Encode classes as 0..L-1."
+        )
+    if n_components is not None and y.size and y.max() >= n_components:
+        raise ValueError(
+            f"label {y.max()} >= n_components={n_components}: each known class needs its own "
+            f"component. Use n_components > {y.max()} (or None) or re-encode the labels."
+        )
+    return y
+
+
+def _sqdist(X, C):
+    return np.maximum((X * X).sum(1)[:, None] - 2.0 * X @ C.T + (C * C).sum(1)[None, :], 0.0)
+
+
+def _seed_centres(X, y, n_clusters, rng):
+    """Labelled class means, then k-means++ seeds from the unlabelled data (GCD init)."""
+    d = X.shape[1]
+    centres = np.zeros((n_clusters, d))
+    have = np.zeros(n_clusters, dtype=bool)
+    lab = y >= 0
+    for c in np.unique(y[lab]):
+        centres[c] = X[y == c].mean(0)
+        have[c] = True
+    pool = X[~lab] if (~lab).any() else X
+    todo = np.flatnonzero(~have)
+    if todo.size:
+        if have.any():
+            d2 = _sqdist(pool, centres[have]).min(1)
+        else:
+            first = pool[rng.integers(pool.shape[0])]
+            centres[todo[0]] = first
+            have[todo[0]] = True
+            todo = todo[1:]
+            d2 = _sqdist(pool, first[None]).ravel()
+        for k in todo:
+            tot = d2.sum()
+            i = rng.choice(pool.shape[0], p=d2 / tot) if tot > 0 else rng.integers(pool.shape[0])
+            centres[k] = pool[i]
+            d2 = np.minimum(d2, _sqdist(pool, pool[i][None]).ravel())
+    return centres
+
+
+def ss_kmeans(X, y, n_clusters, *, n_init=10, max_iter=100, tol=1e-4, rng=None, init=None):
+    """GCD semi-supervised k-means (note, 8.1); NumPy.
+
+    Labelled samples stay in their class cluster; unlabelled ones go to the nearest centre;
+    each centre becomes the mean of its members. The lowest-inertia iterate of each run and
+    the lowest-inertia run are kept.
+
+    Returns
+    -------
+    centres (K, D), labels (N,), inertia, n_iter
+    """
+    rng = np.random.default_rng(rng)
+    X = np.asarray(X, dtype=np.float64)
+    lab = y >= 0
+    best = None
+    for run in range(n_init):
+        c = (
+            np.array(init, dtype=np.float64)
+            if (init is not None and run == 0)
+            else _seed_centres(X, y, n_clusters, rng)
+        )
+        run_best = None
+        for it in range(max_iter):
+            dist = _sqdist(X, c)
+            labels = np.where(lab, y, dist.argmin(1))
+            inertia = float(dist[np.arange(X.shape[0]), labels].sum())
+            if run_best is None or inertia < run_best[2]:
+                run_best = (c.copy(), labels, inertia, it + 1)
+            counts = np.bincount(labels, minlength=n_clusters)
+            sums = np.zeros_like(c)
+            np.add.at(sums, labels, X)
+            new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], c)
+            shift = float(((new - c) ** 2).sum())
+            c = new
+            if shift < tol:
+                break
+        if best is None or run_best[2] < best[2]:
+            best = run_best
+    return best
+
+
+class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
+    """Semi-supervised k-means of GCD (Vaze et al., CVPR 2022; note, section 8.1).
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+    n_init : int, default=10
+    max_iter : int, default=100
+    tol : float, default=1e-4
+        Stop when the squared centre shift is below ``tol``.
+    random_state : int, Generator or None
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+    labels_ : ndarray of shape (n_samples,)
+    inertia_ : float
+    n_iter_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [0.1], [5.0], [5.1]])
+    >>> SemiSupervisedKMeans(2, random_state=0).fit(X, [0, -1, -1, -1]).labels_.tolist()
+    [0, 0, 1, 1]
+    """
+
+    def __init__(self, n_clusters=8, *, n_init=10, max_iter=100, tol=1e-4, random_state=None):
+        self.n_clusters = n_clusters
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        X = self._validate_X(X, reset=True)
+        k = int(self.n_clusters)
+        if k < 1 or k > X.shape[0]:
+            raise ValueError(
+                f"n_clusters must be in [1, n_samples={X.shape[0]}]; got {self.n_clusters}."
+            )
+        y = validate_semi_labels(y, X.shape[0], k)
+        rng = np.random.default_rng(
+            self.random_state
+            if not isinstance(self.random_state, np.random.RandomState)
+            else self.random_state.randint(2**31 - 1)
+        )
+        c, labels, inertia, n_iter = ss_kmeans(
+            X, y, k, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol, rng=rng
+        )
+        self.cluster_centers_ = c
+        self.labels_ = labels
+        self.inertia_ = inertia
+        self.n_iter_ = n_iter
+        return self
+
+    def predict(self, X):
+        """Nearest centre (labels of new data are not used)."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return _sqdist(X, self.cluster_centers_).argmin(1)
+
+
+def estimate_n_clusters(
+    X,
+    y,
+    *,
+    method: str = "brent",
+    bounds: tuple[int, int] | None = None,
+    n_init: int = 10,
+    random_state: int = 0,
+    return_scores: bool = False,
+):
+    """GCD class-number estimation (note, section 8.1): maximise the labelled accuracy.
+
+    ``f(K)`` is the v2 Hungarian accuracy, *on the labelled samples only*, of plain
+    ``sklearn.cluster.KMeans(K)`` run on all samples; ``K`` is found by a bounded Brent
+    search (``scipy.optimize.minimize_scalar(method="bounded")``) on ``-f`` over
+    ``[#known classes, min(1000, n_samples)]``, with ``f`` cached per integer ``K``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of int, -1 for unlabelled
+    method : {"brent"}
+    bounds : (int, int), optional
+    n_init : int, default=10
+        Passed to ``KMeans`` (GCD ran scikit-learn's old default of 10).
+    random_state : int, default=0
+    return_scores : bool, default=False
+        Also return the dict ``{K: f(K)}`` of evaluated values.
+
+    Returns
+    -------
+    k_hat : int  (and ``scores`` if requested)
+    """
+    if method != "brent":
+        raise ValueError(f"method must be 'brent'; got {method!r}.")
+    X = np.asarray(X, dtype=np.float64)
+    y = validate_semi_labels(y, X.shape[0])
+    lab = y >= 0
+    if not lab.any():
+        raise ValueError("estimate_n_clusters needs labelled samples (y >= 0); got none.")
+    n_known = int(np.unique(y[lab]).size)
+    lo, hi = bounds if bounds is not None else (n_known, min(1000, X.shape[0]))
+    lo, hi = int(max(1, lo)), int(min(hi, X.shape[0]))
+    if hi <= lo:
+        raise ValueError(f"bounds must satisfy lower < upper <= n_samples; got ({lo}, {hi}).")
+    cache: dict[int, float] = {}
+
+    def f(k):
+        k = int(round(k))
+        if k not in cache:
+            km = KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit(X)
+            cache[k] = cluster_accuracy(y[lab], km.labels_[lab])["all"]
+        return -cache[k]
+
+    res = minimize_scalar(f, bounds=(lo, hi), method="bounded")
+    k_hat = int(round(res.x))
+    f(k_hat)
+    best = max(cache.items(), key=lambda kv: (kv[1], -abs(kv[0] - k_hat)))[0]
+    return (best, cache) if return_scores else best

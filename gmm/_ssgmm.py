@@ -1,0 +1,435 @@
+"""Semi-supervised Gaussian mixture with NIW split/merge (GPC, Zhao, Wen & Han, ICCV 2023)."""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+from sklearn.base import ClusterMixin, DensityMixin
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from mixtures.base import MixprocEstimator, check_finite_result, x64_scope
+
+from ._kmeans import ss_kmeans, validate_semi_labels
+from ._niw import NIWPrior, cluster_stats, default_prior, map_gaussian
+from ._split_merge import split_merge_round
+from ._ssgmm_core import (
+    GMMParams,
+    block_layout,
+    estimate_log_prob_blocks,
+    fit_em,
+    make_mesh,
+    shard_rows,
+)
+
+__all__ = ["SemiSupervisedGMM"]
+
+
+def _bucket_k(k: int) -> int:
+    """Pad K to a few sizes so split/merge rounds rarely recompile the EM kernel."""
+    if k <= 16:
+        return 16
+    step = max(8, (1 << int(math.floor(math.log2(k)))) // 4)
+    return -(-k // step) * step
+
+
+def _project_cov(cov, covariance_type):
+    d = cov.shape[-1]
+    if covariance_type == "diag":
+        return np.diagonal(cov, 0, -2, -1)[..., :, None] * np.eye(d)
+    if covariance_type == "spherical":
+        return np.diagonal(cov, 0, -2, -1).mean(-1)[..., None, None] * np.eye(d)
+    return cov
+
+
+class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
+    """Semi-supervised GMM with NIW-MAP soft EM and split/merge moves on K.
+
+    Soft EM on a Gaussian mixture whose labelled samples have their responsibilities
+    clamped to their class's component (one component per known class), with the NIW
+    MAP M-step of the note (section 4). Between EM phases, split/merge rounds propose
+    2-means sub-cluster splits and nearest-neighbour merges, accepted with the NIW
+    marginal-likelihood Hastings ratios (note, eq. of section 5.1)
+
+    .. math::
+
+        \\log H_s = \\log\\alpha + \\ln\\Gamma(N_1) + \\log f(X_1) + \\ln\\Gamma(N_2)
+        + \\log f(X_2) - \\ln\\Gamma(N) - \\log f(X), \\qquad \\log H_m = -\\log H_s,
+
+    under the ``"mh"`` rule (accept with probability ``min(1, H)``, DeepDPM) or the
+    ``"gpc"`` rule (accept if ``H > 1``, otherwise with fixed probability ``p_fixed``).
+    Bookkeeping is the corrected one (a split replaces its parent, a merge replaces both
+    parts, one move per component per round), so K can grow and shrink from any start.
+
+    Parameters
+    ----------
+    n_components : int or None, default=None
+        Number of components (the starting K when ``split_merge=True``). ``None`` starts
+        from ``max(2 L, L + 1, 2)`` for ``L`` known classes.
+    covariance_type : {"full", "diag", "spherical"}, default="full"
+    split_merge : bool, default=True
+    max_rounds : int, default=10
+        Split/merge rounds (stops early after two rounds without an accepted move).
+    acceptance : {"mh", "gpc"}, default="mh"
+    split_alpha : float, default=1.0
+        The concentration ``alpha`` of the Hastings ratios (GPC: 1, DeepDPM: 10).
+    p_fixed : float, default=0.1
+        Acceptance probability of the ``"gpc"`` rule when ``H <= 1``.
+    min_split_size : int, default=5
+        No split when the parent or a child has at most this many samples.
+    merge_neighbors : int, default=1
+        Number of nearest components tested for a merge (GPC: 1, DeepDPM: 3).
+    prior : None, dict or NIWPrior, default=None
+        ``None`` uses :func:`gmm._niw.default_prior` (GPC's values scaled to the data); a
+        dict is passed to it as keyword arguments (``kind``, ``psi_scale``, ``kappa``,
+        ``nu``); a :class:`~gmm._niw.NIWPrior` is used as given.
+    reg_covar : float, default=1e-6
+    n_init : int, default=1
+        Initialisations (semi-supervised k-means++) of the first EM phase; the best
+        log-likelihood is kept.
+    max_iter : int, default=100
+        EM iterations per phase.
+    tol : float, default=1e-3
+        Convergence threshold on the change of the mean log-likelihood.
+    random_state : int, Generator or None
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    n_components_ : int
+    weights_ : ndarray of shape (n_components_,)
+    means_ : ndarray of shape (n_components_, n_features)
+    covariances_ : ndarray, shape as in :class:`sklearn.mixture.GaussianMixture`
+    labels_ : ndarray of shape (n_samples,)
+        Training assignments (labelled samples keep their class).
+    history_ : dict of lists
+        ``"n_components"``, ``"log_likelihood"``, ``"n_splits"``, ``"n_merges"`` per round
+        (entry 0 is the initial EM phase).
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+    prior_ : NIWPrior
+
+    References
+    ----------
+    B. Zhao, X. Wen, K. Han. Learning semi-supervised Gaussian mixture models for
+    generalized category discovery. ICCV 2023.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(c, 0.3, (40, 2)) for c in (0, 4, 8)])
+    >>> y = np.r_[np.zeros(10), -np.ones(30), np.ones(10), -np.ones(70)].astype(int)
+    >>> m = SemiSupervisedGMM(n_components=3, split_merge=False, random_state=0).fit(X, y)
+    >>> sorted(np.bincount(m.labels_).tolist())
+    [40, 40, 40]
+    """
+
+    def __init__(
+        self,
+        n_components=None,
+        *,
+        covariance_type="full",
+        split_merge=True,
+        max_rounds=10,
+        acceptance="mh",
+        split_alpha=1.0,
+        p_fixed=0.1,
+        min_split_size=5,
+        merge_neighbors=1,
+        prior=None,
+        reg_covar=1e-6,
+        n_init=1,
+        max_iter=100,
+        tol=1e-3,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.split_merge = split_merge
+        self.max_rounds = max_rounds
+        self.acceptance = acceptance
+        self.split_alpha = split_alpha
+        self.p_fixed = p_fixed
+        self.min_split_size = min_split_size
+        self.merge_neighbors = merge_neighbors
+        self.prior = prior
+        self.reg_covar = reg_covar
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ helpers
+    def _check_params(self, n_samples):
+        if self.covariance_type not in ("full", "diag", "spherical"):
+            raise ValueError(
+                "covariance_type must be 'full', 'diag' or 'spherical'; got "
+                f"{self.covariance_type!r}."
+            )
+        if self.acceptance not in ("mh", "gpc"):
+            raise ValueError(f"acceptance must be 'mh' or 'gpc'; got {self.acceptance!r}.")
+        if self.n_components is not None and not 1 <= int(self.n_components) <= n_samples:
+            raise ValueError(
+                f"n_components must be in [1, n_samples={n_samples}] or None; got "
+                f"{self.n_components}."
+            )
+        for name in ("n_init", "max_iter"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
+        if self.split_alpha <= 0:
+            raise ValueError(f"split_alpha must be positive; got {self.split_alpha}.")
+        if self.reg_covar < 0:
+            raise ValueError(f"reg_covar must be non-negative; got {self.reg_covar}.")
+
+    def _make_prior(self, X) -> NIWPrior:
+        if self.prior is None:
+            return default_prior(X)
+        if isinstance(self.prior, NIWPrior):
+            return self.prior
+        if isinstance(self.prior, dict):
+            return default_prior(X, **self.prior)
+        raise ValueError(
+            f"prior must be None, a dict of default_prior arguments or an NIWPrior; got "
+            f"{type(self.prior).__name__}."
+        )
+
+    def _rng(self):
+        rs = self.random_state
+        if isinstance(rs, np.random.RandomState):
+            rs = int(rs.randint(2**31 - 1))
+        return np.random.default_rng(rs)
+
+    def _run_em(self, ctx, weights, means, covs):
+        """Pad to the K bucket, run the jitted EM core, unpad."""
+        X, y, mesh, prior, dev = ctx["X"], ctx["y"], ctx["mesh"], ctx["prior"], ctx["n_dev"]
+        n, d = X.shape
+        k = means.shape[0]
+        kb = _bucket_k(k)
+        block, n_blocks = block_layout(n, kb, d, dev)
+        rows = block * n_blocks
+        xs = np.zeros((rows, d))
+        xs[:n] = X
+        ys = np.full(rows, -1, dtype=np.int64)
+        ys[:n] = y
+        ws = np.zeros(rows)
+        ws[:n] = 1.0
+        pad = kb - k
+        fallback = np.asarray(prior.psi) / (prior.nu + d + 2) + self.reg_covar * np.eye(d)
+        w0 = np.r_[weights, np.zeros(pad)]
+        m0 = np.concatenate([means, np.broadcast_to(prior.mean, (pad, d))])
+        c0 = np.concatenate([covs, np.broadcast_to(fallback, (pad, d, d))])
+        active = np.r_[np.ones(k, bool), np.zeros(pad, bool)]
+        with x64_scope():
+            xs_, ys_, ws_ = shard_rows(
+                mesh,
+                jnp.asarray(xs.reshape(n_blocks, block, d)),
+                jnp.asarray(ys.reshape(n_blocks, block)),
+                jnp.asarray(ws.reshape(n_blocks, block)),
+            )
+            res = fit_em(
+                xs_,
+                ys_,
+                ws_,
+                GMMParams(jnp.asarray(w0), jnp.asarray(m0), jnp.asarray(c0)),
+                jnp.asarray(active),
+                jnp.asarray(prior.mean, dtype=jnp.float64),
+                jnp.asarray(prior.kappa, dtype=jnp.float64),
+                jnp.asarray(prior.nu, dtype=jnp.float64),
+                jnp.asarray(prior.psi, dtype=jnp.float64),
+                jnp.asarray(self.reg_covar, dtype=jnp.float64),
+                jnp.asarray(self.tol, dtype=jnp.float64),
+                jnp.asarray(int(self.max_iter), dtype=jnp.int32),
+                mesh=mesh,
+                covariance_type=self.covariance_type,
+            )
+            w = np.asarray(res.params.weights)[:k]
+            m = np.asarray(res.params.means)[:k]
+            c = np.asarray(res.params.covariances)[:k]
+            lb = float(res.lower_bound)
+        check_finite_result(
+            "the EM parameters", c, "Increase reg_covar or use a stronger prior (psi_scale)."
+        )
+        return w / w.sum(), m, c, lb, int(res.n_iter), bool(res.converged)
+
+    def _log_prob(self, X, weights, means, covs):
+        """(N, K) log pi_k N(x | k) in blocks, X already centred."""
+        n, d = X.shape
+        k = means.shape[0]
+        block, n_blocks = block_layout(n, k, d, 1)
+        xs = np.zeros((block * n_blocks, d))
+        xs[:n] = X
+        with x64_scope():
+            lp = estimate_log_prob_blocks(
+                jnp.asarray(xs.reshape(n_blocks, block, d)),
+                GMMParams(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(covs)),
+                jnp.ones(k, bool),
+            )
+            lp = np.asarray(lp).reshape(-1, k)[:n]
+        return lp
+
+    def _hard_labels(self, X, y, w, m, c):
+        lp = self._log_prob(X, w, m, c)
+        return np.where(y >= 0, y, lp.argmax(1))
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Fit on ``X`` with semi-supervised labels ``y`` (``-1`` = unlabelled).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of int of shape (n_samples,), optional
+            Known-class ids ``0..L-1`` for labelled samples and ``-1`` for the others;
+            ``None`` means no labels (an unsupervised NIW-MAP GMM).
+
+        Returns
+        -------
+        self
+        """
+        X = self._validate_X(X, reset=True, ensure_min_samples=2)
+        n, d = X.shape
+        self._check_params(n)
+        y = validate_semi_labels(y, n, self.n_components)
+        known = np.unique(y[y >= 0])
+        n_fixed = int(known.max()) + 1 if known.size else 0
+        if n_fixed > n:
+            raise ValueError(
+                f"labels up to {n_fixed - 1} need {n_fixed} components but there are only "
+                f"{n} samples. Re-encode the known classes as 0..L-1."
+            )
+        if self.n_components is None:
+            k0 = max(2 * known.size, n_fixed + 1, 2)
+        else:
+            k0 = int(self.n_components)
+        k0 = max(min(k0, n), n_fixed)
+        offset = X.mean(0)
+        Xc = X - offset
+        prior = self._make_prior(X)
+        prior = NIWPrior(np.asarray(prior.mean) - offset, prior.kappa, prior.nu, prior.psi)
+        if np.asarray(prior.mean).shape != (d,) or np.asarray(prior.psi).shape != (d, d):
+            raise ValueError(
+                f"prior must have mean of shape ({d},) and psi of shape ({d}, {d}) to match X."
+            )
+        rng = self._rng()
+        mesh = make_mesh()
+        ctx = {"X": Xc, "y": y, "mesh": mesh, "prior": prior, "n_dev": mesh.devices.size}
+        protected = np.zeros(k0, dtype=bool)
+        protected[known] = True
+
+        best = None
+        for _ in range(int(self.n_init)):
+            _, labels, _, _ = ss_kmeans(Xc, y, k0, n_init=1, max_iter=20, rng=rng)
+            st = cluster_stats(Xc, labels, k0)
+            m, c = map_gaussian(st, prior, self.reg_covar)
+            c = _project_cov(c, self.covariance_type)
+            w = (st.n + 1e-10) / (st.n + 1e-10).sum()
+            out = self._run_em(ctx, w, m, c)
+            if best is None or out[3] > best[3]:
+                best = out
+        w, m, c, lb, n_iter, conv = best
+        history = {
+            "n_components": [m.shape[0]],
+            "log_likelihood": [lb],
+            "n_splits": [0],
+            "n_merges": [0],
+        }
+        if self.split_merge:
+            quiet = 0
+            it = range(int(self.max_rounds))
+            for _ in tqdm(it, disable=not self.verbose, desc="split/merge"):
+                labels = self._hard_labels(Xc, y, w, m, c)
+                k = m.shape[0]
+                prot = np.zeros(k, dtype=bool)
+                prot[known] = True
+                rr = split_merge_round(
+                    Xc, y, labels, w, m, c, prior,
+                    protected=prot, n_fixed=n_fixed, alpha=float(self.split_alpha),
+                    acceptance=self.acceptance, p_fixed=float(self.p_fixed),
+                    min_size=int(self.min_split_size),
+                    merge_neighbors=int(self.merge_neighbors),
+                    reg_covar=float(self.reg_covar), covariance_type=self.covariance_type,
+                    rng=rng,
+                )  # fmt: skip
+                moved = rr.n_splits + rr.n_merges
+                if moved:
+                    w, m, c, lb, n_iter, conv = self._run_em(
+                        ctx, rr.weights, rr.means, rr.covariances
+                    )
+                history["n_components"].append(m.shape[0])
+                history["log_likelihood"].append(lb)
+                history["n_splits"].append(rr.n_splits)
+                history["n_merges"].append(rr.n_merges)
+                if self.verbose > 1:
+                    print(f"K={m.shape[0]} splits={rr.n_splits} merges={rr.n_merges} ll={lb:.4f}")
+                quiet = 0 if moved else quiet + 1
+                if quiet >= 2:
+                    break
+        self.prior_ = NIWPrior(
+            np.asarray(prior.mean) + offset, prior.kappa, prior.nu, np.asarray(prior.psi)
+        )
+        self.n_components_ = int(m.shape[0])
+        self.weights_ = w
+        self.means_ = m + offset
+        c = _project_cov(c, self.covariance_type)
+        self._covariances_full = c
+        if self.covariance_type == "full":
+            self.covariances_ = c
+        elif self.covariance_type == "diag":
+            self.covariances_ = np.diagonal(c, 0, -2, -1).copy()
+        else:
+            self.covariances_ = np.diagonal(c, 0, -2, -1).mean(-1)
+        self.labels_ = self._hard_labels(Xc, y, w, m, c)
+        self.history_ = history
+        self.lower_bound_ = lb
+        self.n_iter_ = n_iter
+        self.converged_ = conv
+        return self
+
+    # ------------------------------------------------------------------ inference
+    def _lp(self, X):
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._log_prob(X, self.weights_, self.means_, self._covariances_full)
+
+    def score_samples(self, X):
+        """Log density ``log p(x)`` of each sample, shape (n_samples,)."""
+        lp = self._lp(X)
+        with x64_scope():
+            return np.asarray(logsumexp(jnp.asarray(lp), axis=1))
+
+    def score(self, X, y=None):
+        """Mean log density of ``X``."""
+        return float(self.score_samples(X).mean())
+
+    def predict_proba(self, X):
+        """Posterior responsibilities, shape (n_samples, n_components_) (no clamping)."""
+        lp = self._lp(X)
+        with x64_scope():
+            lp = jnp.asarray(lp)
+            return np.asarray(jnp.exp(lp - logsumexp(lp, axis=1, keepdims=True)))
+
+    def predict(self, X):
+        """Most probable component (ids ``< L`` are the known classes)."""
+        return self._lp(X).argmax(1)
+
+    def _n_parameters(self):
+        k, d = self.means_.shape
+        cov = {"full": k * d * (d + 1) / 2.0, "diag": k * d, "spherical": k}[self.covariance_type]
+        return int(cov + k * d + k - 1)
+
+    def bic(self, X):
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        n = np.asarray(X).shape[0]
+        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        return tags
