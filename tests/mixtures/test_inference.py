@@ -11,6 +11,7 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from mixtures import (
     GaussianMixtureParams,
+    NUTSResult,
     check_convergence,
     fit_em,
     run_nuts,
@@ -138,18 +139,7 @@ def test_nuts_refit_same_shapes_compiles_nothing(compile_counter):
 def test_check_convergence_flags_a_bad_run():
     # two chains stuck in different places: R-hat far above 1.01, tiny ESS
     rng = np.random.default_rng(0)
-    res = run_nuts(
-        _normal_model,
-        jnp.zeros(3),
-        0.0,
-        1.0,
-        1.0,
-        key=jax.random.PRNGKey(0),
-        num_warmup=5,
-        num_samples=20,
-        num_chains=1,
-    )
-    bad = res._replace(
+    bad = NUTSResult(
         samples={"mu": jnp.asarray(np.stack([rng.normal(0, 0.1, 20), rng.normal(5, 0.1, 20)]))},
         diverging=jnp.zeros((2, 20), bool).at[0, 3].set(True),
         accept_prob=jnp.zeros((2, 20)),
@@ -180,13 +170,14 @@ def test_svi_recovers_conjugate_posterior_and_lr_is_traced(compile_counter):
         *args,
         key=jax.random.PRNGKey(0),
         num_steps=3000,
-        learning_rate=0.02,
-        num_particles=8,
+        learning_rate=0.005,
+        num_particles=16,
     )
-    # the guide family contains the exact posterior; the stochastic optimum jitters
-    # with the gradient noise of 8 particles at lr 0.02: within 0.03 / 10% of the truth
-    assert abs(float(res.params["loc"]) - post_mean) < 0.03
-    assert abs(float(res.params["scale"]) ** 2 / post_var - 1) < 0.1
+    # The guide family contains the exact posterior. At a constant Adam step of 0.005 the
+    # iterate jitters around the optimum; over 4 seeds the error was < 0.07 posterior s.d.
+    # on the mean and < 2.5% on the variance, so 0.15 s.d. and 8% leave a 2x margin.
+    assert abs(float(res.params["loc"]) - post_mean) < 0.15 * np.sqrt(post_var)
+    assert abs(float(res.params["scale"]) ** 2 / post_var - 1) < 0.08
     assert res.losses.shape == (3000,)
     with compile_counter() as n:
         run_svi(
@@ -195,7 +186,7 @@ def test_svi_recovers_conjugate_posterior_and_lr_is_traced(compile_counter):
             *args,
             key=jax.random.PRNGKey(1),
             num_steps=3000,
-            learning_rate=0.05,
-            num_particles=8,
+            learning_rate=0.01,
+            num_particles=16,
         )
     assert n[0] == 0
