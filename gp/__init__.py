@@ -1,6 +1,7 @@
 """Scale mixtures of neural-network Gaussian processes on neural-tangents kernels."""
 
 from gp._arccos import ArccosKernel, arccos_kernel
+from gp._classifier import ScaleMixtureNNGPClassifier
 from gp._regressor import ScaleMixtureNNGPRegressor
 from gp.kernels import build_network, kernel_diagonal, kernel_matrix, preset_kernel
 from gp.posterior import ScalePosterior
@@ -11,6 +12,7 @@ __all__ = [
     "BurrXII",
     "Constant",
     "InverseGamma",
+    "ScaleMixtureNNGPClassifier",
     "ScaleMixtureNNGPRegressor",
     "ScalePosterior",
     "arccos_kernel",

@@ -14,6 +14,7 @@ __all__ = ["DEMO_STEPS", "main"]
 # (name, "module:function"); each function is run_demo(output_dir, verbose) -> metrics
 DEMO_STEPS: list[tuple[str, str]] = [
     ("mixtures", "mixtures._demo:run_demo"),
+    ("gp", "gp._demo_gp:run_demo"),
     ("category_discovery", "gmm._demo_gcd:run_demo"),
     ("forecasting", "gmm._demo_forecasting:run_demo"),
     ("bvpo", "mixtures.estimators._demo_bvpo:run_demo"),

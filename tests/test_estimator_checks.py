@@ -8,12 +8,15 @@ EXPECTED_FAILED with the reason.
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import gmm
+import gp
 from mixtures import GaussianMixtureModel
 
 ESTIMATORS = [
     GaussianMixtureModel(n_components=1, random_state=0),
     gmm.SemiSupervisedGMM(n_components=3, max_rounds=1, max_iter=10, random_state=0),
     gmm.SemiSupervisedKMeans(n_clusters=3, random_state=0),
+    gp.ScaleMixtureNNGPRegressor(random_state=0),
+    gp.ScaleMixtureNNGPClassifier(random_state=0),
 ]
 
 _KNOWN_CLASS_NEEDS_COMPONENT = (

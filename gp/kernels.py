@@ -1,0 +1,225 @@
+"""NNGP / NTK kernels with the readout variance factored out (note section 2).
+
+Any neural-tangents ``stax`` network defines a kernel. The presets build
+``"mlp"``, ``"cnn"`` and ``"resnet"`` networks whose readout has ``W_std = 1`` and no
+bias, so the readout variance :math:`\\sigma_v^2` is left to the scale prior:
+:math:`f \\mid \\sigma_v^2 \\sim \\mathcal{GP}(0, \\sigma_v^2 K)`.
+
+Kernel matrices are computed in float64. Large inputs are computed in row blocks with
+``nt.batch``, which also spreads the blocks over ``jax.devices()`` when there are
+several.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from functools import partial
+
+import jax
+import numpy as np
+
+from gp._neural_tangents import nt, stax
+
+__all__ = [
+    "ARCHITECTURES",
+    "ACTIVATIONS",
+    "build_network",
+    "kernel_diagonal",
+    "kernel_matrix",
+    "preset_kernel",
+]
+
+ARCHITECTURES = ("mlp", "cnn", "resnet")
+ACTIVATIONS = ("relu", "erf", "gelu")
+_GETS = ("nngp", "ntk")
+
+
+def _activation(name: str):
+    if name == "relu":
+        return stax.Relu()
+    if name == "erf":
+        return stax.Erf()
+    if name == "gelu":
+        return stax.Gelu()
+    raise ValueError(f"activation must be one of {ACTIVATIONS}; got {name!r}.")
+
+
+def _check_structure(architecture: str, depth: int, activation: str) -> None:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"architecture must be one of {ARCHITECTURES}; got {architecture!r}. "
+            "Pass kernel_fn=... for other networks."
+        )
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}.")
+    if not isinstance(depth, int | np.integer) or depth < 1:
+        raise ValueError(f"depth must be an int >= 1; got {depth!r}.")
+
+
+def build_network(
+    architecture: str = "mlp",
+    depth: int = 2,
+    activation: str = "relu",
+    W_std=1.5,
+    b_std=0.05,
+    *,
+    width: int = 512,
+    n_outputs: int = 1,
+    readout_W_std=1.0,
+):
+    """Return the ``(init_fn, apply_fn, kernel_fn)`` triple of a preset network.
+
+    ``"mlp"``: ``[Dense(width, W_std, b_std) -> act] * depth -> Dense(n_outputs, readout_W_std)``.
+    ``"resnet"``: ``Dense -> [x + Dense(act(x))] * depth -> act -> Dense`` (dense ResNet of
+    the NeurIPS experiments). ``"cnn"``: ``[Conv(width, 3x3, SAME) -> act] * depth ->
+    Flatten -> Dense`` (no pooling, note section 5a); its inputs are images of shape
+    (n, H, W, C). The readout has no bias; ``W_std``/``b_std`` may be traced.
+
+    Examples
+    --------
+    >>> _, _, kernel_fn = build_network("mlp", depth=1, W_std=1.0, b_std=0.0)
+    >>> import numpy as np
+    >>> float(np.round(kernel_fn(np.ones((1, 2)), None, "nngp")[0, 0], 4))
+    0.5
+    """
+    _check_structure(architecture, depth, activation)
+    act = _activation(activation)
+    if architecture == "mlp":
+        layers = []
+        for _ in range(depth):
+            layers += [stax.Dense(width, W_std, b_std), act]
+    elif architecture == "resnet":
+        block = stax.serial(
+            stax.FanOut(2),
+            stax.parallel(stax.Identity(), stax.serial(act, stax.Dense(width, W_std, b_std))),
+            stax.FanInSum(),
+        )
+        layers = [stax.Dense(width, W_std, b_std)] + [block] * depth + [act]
+    else:
+        layers = []
+        for _ in range(depth):
+            layers += [stax.Conv(width, (3, 3), padding="SAME", W_std=W_std, b_std=b_std), act]
+        layers += [stax.Flatten()]
+    layers += [stax.Dense(n_outputs, readout_W_std)]
+    return stax.serial(*layers)
+
+
+@partial(jax.jit, static_argnames=("architecture", "depth", "activation", "get"))
+def preset_kernel(
+    x1: jax.Array,
+    x2: jax.Array | None,
+    W_std,
+    b_std,
+    *,
+    architecture: str = "mlp",
+    depth: int = 2,
+    activation: str = "relu",
+    get: str = "nngp",
+) -> jax.Array:
+    """Kernel block of a preset network, jitted with traced ``W_std`` and ``b_std``.
+
+    Differentiable in ``W_std`` and ``b_std`` (used by type-II maximum likelihood) and a
+    grid over them never recompiles. Readout ``W_std = 1``.
+    """
+    kernel_fn = build_network(architecture, depth, activation, W_std, b_std)[2]
+    return kernel_fn(x1, x2, get)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_kernel_fn(architecture, depth, activation, W_std, b_std):
+    return build_network(architecture, depth, activation, W_std, b_std)[2]
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted(kernel_fn: Callable, get: str):
+    return jax.jit(lambda a, b: kernel_fn(a, b, get))
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_diag(kernel_fn: Callable, get: str):
+    return jax.jit(jax.vmap(lambda x: kernel_fn(x[None], None, get)[0, 0]))
+
+
+@functools.lru_cache(maxsize=32)
+def _batched(kernel_fn: Callable, batch_size: int, device_count: int):
+    return nt.batch(
+        kernel_fn, batch_size=batch_size, device_count=device_count, store_on_device=False
+    )
+
+
+def _pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
+    n = x.shape[0]
+    n_pad = (-n) % multiple
+    if n_pad == 0:
+        return x
+    return np.concatenate([x, np.zeros((n_pad,) + x.shape[1:], x.dtype)], axis=0)
+
+
+def _check_get(get: str) -> None:
+    if get not in _GETS:
+        raise ValueError(f"get must be one of {_GETS}; got {get!r}.")
+
+
+def kernel_matrix(
+    kernel_fn: Callable,
+    x1,
+    x2=None,
+    *,
+    get: str = "nngp",
+    batch_size: int = 0,
+) -> np.ndarray:
+    """Kernel matrix ``kernel_fn(x1, x2, get)`` in float64, in blocks when asked.
+
+    Parameters
+    ----------
+    kernel_fn : callable
+        A neural-tangents analytic ``kernel_fn`` (e.g. the third element of a
+        ``stax.serial``), with the readout variance factored out.
+    x1 : array-like of shape (n1, ...)
+    x2 : array-like of shape (n2, ...), optional
+        Defaults to ``x1`` (symmetric matrix).
+    get : {"nngp", "ntk"}
+    batch_size : int
+        Row/column block size; ``0`` computes in one piece. With several
+        ``jax.devices()`` the blocks are spread over them (``nt.batch``). Inputs are
+        zero-padded to a multiple of ``batch_size * device_count`` and the padding cut off.
+
+    Returns
+    -------
+    ndarray of shape (n1, n2)
+        Must be called inside :func:`mixtures.base.x64_scope` for float64.
+    """
+    _check_get(get)
+    x1 = np.asarray(x1, dtype=np.float64)
+    x2a = x1 if x2 is None else np.asarray(x2, dtype=np.float64)
+    n1, n2 = x1.shape[0], x2a.shape[0]
+    n_dev = jax.device_count()
+    if batch_size <= 0 or (max(n1, n2) <= batch_size and n_dev == 1):
+        return np.asarray(_jitted(kernel_fn, get)(x1, None if x2 is None else x2a))
+    device_count = n_dev if n_dev > 1 else 0
+    multiple = batch_size * max(device_count, 1)
+    batched = _batched(kernel_fn, int(batch_size), device_count)
+    p1 = _pad_rows(x1, multiple)
+    if x2 is None:
+        out = batched(p1, None, get)
+    else:
+        out = batched(p1, _pad_rows(x2a, batch_size), get)
+    return np.asarray(out)[:n1, :n2]
+
+
+def kernel_diagonal(kernel_fn: Callable, x, *, get: str = "nngp", batch_size: int = 1024):
+    """Diagonal ``k(x_i, x_i)`` without forming the full matrix, in blocks of ``batch_size``."""
+    _check_get(get)
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    fn = _jitted_diag(kernel_fn, get)
+    bs = max(1, min(batch_size, n))
+    xp = _pad_rows(x, bs)
+    parts = [np.asarray(fn(xp[i : i + bs])) for i in range(0, xp.shape[0], bs)]
+    return np.concatenate(parts)[:n]
+
+
+def _default_batch_size(n: int) -> int:
+    """Block size used by the estimators: whole matrix below 2048 rows, else 1024."""
+    return 0 if n <= 2048 else 1024

@@ -1,0 +1,301 @@
+"""ScaleMixtureNNGPRegressor against scikit-learn, scipy, neural-tangents and Monte Carlo."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+import scipy.stats as st
+from jax.test_util import check_grads
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import Kernel
+
+from gp import BurrXII, Constant, InverseGamma, ScaleMixtureNNGPRegressor, arccos_kernel
+from gp._neural_tangents import nt
+from gp._type2 import negative_log_marginal
+from gp.kernels import build_network
+from mixtures.base import x64_scope
+
+RS = np.random.RandomState(0)
+X = RS.uniform(-2, 2, (30, 2))
+Y = np.sin(2 * X[:, 0]) + 0.3 * X[:, 1] + 0.1 * RS.standard_t(2, 30)
+XT = RS.uniform(-2, 2, (8, 2))
+YT = np.sin(2 * XT[:, 0]) + 0.3 * XT[:, 1]
+HP = dict(depth=2, W_std=1.5, b_std=0.05, noise=1e-2)
+
+
+def _kernel(a, b=None):
+    with x64_scope():
+        return np.asarray(arccos_kernel(a, b, depth=2, W_std=1.5, b_std=0.05).nngp)
+
+
+class _Precomputed(Kernel):
+    """sklearn kernel that looks up a precomputed matrix by row index."""
+
+    def __init__(self, gram):
+        self.gram = gram
+
+    def __call__(self, X, Y=None, eval_gradient=False):
+        i = X[:, 0].astype(int)
+        j = i if Y is None else Y[:, 0].astype(int)
+        return self.gram[np.ix_(i, j)]
+
+    def diag(self, X):
+        i = X[:, 0].astype(int)
+        return self.gram[i, i]
+
+    def is_stationary(self):
+        return False
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    out = {}
+    for name, prior in [("ig", InverseGamma(2.0, 2.0)), ("const", Constant(1.7))]:
+        out[name] = ScaleMixtureNNGPRegressor(prior=prior, **HP).fit(X, Y)
+    return out
+
+
+def test_constant_prior_equals_sklearn_gpr(fitted):
+    reg = fitted["const"]
+    allx = np.vstack([X, XT])
+    gram = _kernel(allx)
+    n = len(X)
+    eta = 1e-2 * np.trace(gram[:n, :n]) / n
+    lv = 1.7
+    # y | lv ~ N(0, lv (K + eta I)): sklearn with kernel lv K and alpha = lv eta
+    gpr = GaussianProcessRegressor(
+        kernel=_Precomputed(lv * gram), alpha=lv * eta, optimizer=None, normalize_y=True
+    )
+    idx = np.arange(len(allx), dtype=float)[:, None]
+    gpr.fit(idx[:n], Y)
+    m_sk, cov_sk = gpr.predict(idx[n:], return_cov=True)
+    m, cov = reg.predict(XT, return_cov=True)
+    # same float64 algebra (Cholesky solves), different code paths
+    np.testing.assert_allclose(m, m_sk, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(cov, cov_sk, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        reg.log_marginal_likelihood_, gpr.log_marginal_likelihood_value_, rtol=1e-9
+    )
+
+
+def test_student_t_predictive_and_marginal_equal_scipy(fitted):
+    reg = fitted["ig"]
+    n = len(X)
+    k = _kernel(X)
+    khat = k + 1e-2 * np.trace(k) / n * np.eye(n)
+    z = (Y - Y.mean()) / Y.std()
+    # log p(y) = log MVT_{2 alpha}(y; 0, (beta/alpha) Khat) (note section 3)
+    want = st.multivariate_t(np.zeros(n), khat, df=4.0).logpdf(z)
+    np.testing.assert_allclose(reg.log_marginal_likelihood_, want, rtol=1e-9)
+    # per-point predictive: t_{2a+n}(mu, (2b+q)/(2a+n) (Sigma + eta))
+    ks = _kernel(XT, X)
+    kss = np.diag(_kernel(XT))
+    q = z @ np.linalg.solve(khat, z)
+    mu = ks @ np.linalg.solve(khat, z)
+    var = kss - np.sum(ks * np.linalg.solve(khat, ks.T).T, 1) + 1e-2 * np.trace(k) / n
+    df = 4.0 + n
+    scale = np.sqrt((4.0 + q) / df * var)
+    lp = st.t(df, mu, scale).logpdf((YT - Y.mean()) / Y.std()) - np.log(Y.std())
+    np.testing.assert_allclose(reg.log_predictive_density(XT, YT), lp, rtol=1e-9)
+    with x64_scope():
+        d = reg.predictive_distribution(XT)
+        np.testing.assert_allclose(d.log_prob(jnp.asarray(YT)), lp, rtol=1e-9)
+    # mean is prior-free: identical to the constant-prior fit
+    np.testing.assert_allclose(reg.predict(XT), fitted["const"].predict(XT), rtol=1e-12)
+    # predictive std: E[sigma^2 | y] Sigma_*
+    _, std = reg.predict(XT, return_std=True)
+    s2 = (2.0 + q / 2) / (2.0 + n / 2 - 1)
+    np.testing.assert_allclose(
+        std, np.sqrt(s2 * (var - 1e-2 * np.trace(k) / n)) * Y.std(), rtol=1e-7
+    )
+
+
+@pytest.mark.parametrize("inference", ["quadrature", "importance", "nuts"])
+def test_general_inference_matches_closed_form(fitted, inference):
+    exact = fitted["ig"]
+    n_samples = {"quadrature": 64, "importance": 20000, "nuts": 1000}[inference]
+    reg = ScaleMixtureNNGPRegressor(
+        prior=InverseGamma(2.0, 2.0), inference=inference, n_samples=n_samples, random_state=0, **HP
+    ).fit(X, Y)
+    lp, lp_exact = reg.log_predictive_density(XT, YT), exact.log_predictive_density(XT, YT)
+    if inference == "quadrature":
+        tol = 1e-8  # note section 4: exact to ~1e-8
+    elif inference == "importance":
+        tol = 5 / np.sqrt(reg.scale_posterior_.ess)  # Monte-Carlo error of self-normalised IS
+    else:
+        # 1000 NUTS draws of a 1-D posterior, ESS >~ 300: the mixture density's relative
+        # error is ~ sd(s2)/mean(s2) / sqrt(ESS) ~ 0.2 / 17; allow 5 sigma
+        tol = 0.06
+    np.testing.assert_allclose(lp, lp_exact, atol=tol)
+    assert abs(reg.scale_posterior_.mean / exact.scale_posterior_.mean - 1) < tol
+    if inference == "nuts":
+        assert "s2" in reg.inference_data_.posterior
+
+
+def test_limit_to_gaussian():
+    # the gap is O(Q^2 / alpha) with Q ~ 600 here (heavy-tailed y), ~ 1e-7 at alpha = 1e12
+    lv, big = 0.8, 1e12
+    t = ScaleMixtureNNGPRegressor(prior=InverseGamma(big, big * lv), **HP).fit(X, Y)
+    g = ScaleMixtureNNGPRegressor(prior=Constant(lv), **HP).fit(X, Y)
+    np.testing.assert_allclose(t.log_marginal_likelihood_, g.log_marginal_likelihood_, atol=1e-5)
+    np.testing.assert_allclose(
+        t.log_predictive_density(XT, YT), g.log_predictive_density(XT, YT), atol=1e-6
+    )
+
+
+def test_multi_output_shares_scale_and_matches_single_outputs():
+    Y2 = np.c_[Y, 2 * Y + 1]
+    reg = ScaleMixtureNNGPRegressor(prior=Constant(1.0), **HP).fit(X, Y2)
+    single = ScaleMixtureNNGPRegressor(prior=Constant(1.0), **HP).fit(X, Y)
+    # standardised outputs are identical, so each column equals the single-output model
+    np.testing.assert_allclose(reg.predict(XT)[:, 1], 2 * single.predict(XT) + 1, rtol=1e-10)
+    np.testing.assert_allclose(
+        reg.log_marginal_likelihood_, 2 * single.log_marginal_likelihood_, rtol=1e-10
+    )
+    ig = ScaleMixtureNNGPRegressor(prior=InverseGamma(2.0, 2.0), **HP).fit(X, Y2)
+    assert ig.scale_posterior_.alpha == pytest.approx(2.0 + len(X))  # alpha + N/2, N = 2n
+    assert ig.log_predictive_density(XT, np.c_[YT, YT]).shape == (8, 2)
+
+
+def test_ntk_ensemble_matches_neural_tangents():
+    a, b = 2.0, 3.0
+    reg = ScaleMixtureNNGPRegressor(prior=InverseGamma(a, b), kernel="ntk", **HP).fit(X, Y)
+    kernel_fn = build_network("mlp", 2, "relu", 1.5, 0.05)[2]
+    z = (Y - Y.mean()) / Y.std()
+    with x64_scope():
+        predict = nt.predict.gradient_descent_mse_ensemble(kernel_fn, X, z[:, None], diag_reg=1e-2)
+        mean, cov = predict(None, XT, "ntk", compute_cov=True)
+    m, c = reg.predict(XT, return_cov=True)
+    # The ReLU NTK diagonal carries arccos(1 - ulp) ~ 2e-8 rad of rounding (exactly 0 in
+    # closed form), and jitted vs eager neural-tangents round it differently: a ~1e-8
+    # relative perturbation of Theta, times cond(Theta_hat) ~ 1e3, gives the 1e-5 here.
+    np.testing.assert_allclose(m, np.asarray(mean)[:, 0] * Y.std() + Y.mean(), rtol=1e-5, atol=1e-8)
+    # df stays 2 alpha (note section 6): latent cov = E[sigma^2] Sigma_NTK = b/(a-1) Sigma_NTK
+    np.testing.assert_allclose(
+        c, b / (a - 1) * np.asarray(cov) * Y.std() ** 2, rtol=1e-5, atol=1e-7
+    )
+    assert np.isnan(reg.log_marginal_likelihood_)
+
+
+def test_finite_width_ensemble_matches_student_t_marginal():
+    """Networks with readout variance ~ IG(alpha, beta) at init give a t_{2 alpha} output."""
+    a, b, width, m = 2.0, 2.0, 128, 800
+    init_fn, apply_fn, kernel_fn = build_network("mlp", 2, "erf", 1.5, 0.05, width=width)
+    x = X[:1]
+
+    @jax.jit
+    def outputs(keys):
+        return jax.vmap(lambda k: apply_fn(init_fn(k, x.shape)[1], x)[0, 0])(keys)
+
+    with x64_scope():
+        keys = jax.random.split(jax.random.PRNGKey(0), m).reshape(8, m // 8, -1)
+        f = np.concatenate([np.asarray(outputs(kk)) for kk in keys])  # 8 chunks of 100 nets
+        s2 = st.invgamma(a, scale=b).rvs(m, random_state=np.random.RandomState(1))
+        out = f * np.sqrt(s2)  # readout W_std = sigma scales the output
+        k = float(kernel_fn(x, None, "nngp")[0, 0])
+    law = st.t(2 * a, 0.0, np.sqrt(b / a * k))
+    # KS test at 800 draws: finite-width (128) deviations of the conditional variance are
+    # O(1/sqrt(width)) ~ 9%, a KS distance ~ 0.015, below the resolution 1.36/sqrt(m) = 0.048
+    assert st.kstest(out, law.cdf).pvalue > 1e-3
+    # and the Gaussian with the same variance is rejected-ish: t has heavier tails
+    assert np.mean(np.abs(out) > 4 * np.sqrt(b / (a - 1) * k)) > 0.0
+
+
+def test_type2_gradients_and_improvement():
+    static = dict(
+        architecture="mlp", depth=2, activation="relu", prior_kind="inverse_gamma", fit_kernel=True
+    )
+    z = ((Y - Y.mean()) / Y.std())[:, None]
+    u0 = (0.1, -0.5, 0.2, 0.0, 0.1)  # unconstrained W_std, b_std, noise, alpha, beta
+
+    def f(w, b, n, a, bb):
+        params = dict(W_std=w, b_std=b, noise=n, alpha=a, beta=bb)
+        return negative_log_marginal(params, X[:12], z[:12], **static)
+
+    with x64_scope():
+        # gradients through the neural-tangents kernel vs float64 central differences
+        args = tuple(jnp.asarray(v, jnp.float64) for v in u0)
+        check_grads(f, args, order=1, modes=("rev",), eps=1e-6)
+    base = ScaleMixtureNNGPRegressor(prior=InverseGamma(2.0, 2.0), **HP).fit(X, Y)
+    for opt, n_iter in (("lbfgs", 10), ("adam", 20)):
+        reg = ScaleMixtureNNGPRegressor(
+            prior=InverseGamma(2.0, 2.0), optimizer=opt, max_iter=n_iter, **HP
+        ).fit(X, Y)
+        assert reg.log_marginal_likelihood_ > base.log_marginal_likelihood_ + 1.0
+        assert reg.type2_losses_[-1] < reg.type2_losses_[0]
+        assert reg.W_std == 1.5  # constructor parameters are never written back
+
+
+def test_pickle_round_trip_and_sample_y(fitted):
+    reg = pickle.loads(pickle.dumps(fitted["ig"]))
+    np.testing.assert_array_equal(reg.predict(XT), fitted["ig"].predict(XT))
+    draws = reg.sample_y(XT, n_samples=4000, random_state=0)
+    assert draws.shape == (8, 4000)
+    m, std = reg.predict(XT, return_std=True)
+    # Monte Carlo mean / std of 4000 draws: 5 standard errors
+    assert np.all(np.abs(draws.mean(1) - m) < 5 * std / np.sqrt(4000))
+    np.testing.assert_allclose(draws.std(1), std, rtol=0.1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "data", "match"),
+    [
+        ({}, (np.array([[np.nan, 1.0]] * 3), np.ones(3)), "NaN"),
+        ({}, (X, Y[:-1]), "inconsistent"),
+        ({"prior": lambda: InverseGamma(-1.0, 2.0)}, (X, Y), "invalid|prior parameter"),
+        ({"prior": lambda: BurrXII(2.0, 0.0)}, (X, Y), "invalid|prior parameter"),
+        ({"prior": lambda: dist.Normal(0.0, 1.0)}, (X, Y), "positive support"),
+        ({"noise": -1.0}, (X, Y), "noise"),
+        ({"prior": "burr12", "inference": "closed_form"}, (X, Y), "closed_form"),
+        ({"architecture": "transformer"}, (X, Y), "architecture"),
+    ],
+)
+def test_bad_input_raises_value_error(kwargs, data, match):
+    with pytest.raises(ValueError, match=match):
+        # numpyro itself rejects invalid concrete parameters at construction (ValueError)
+        kwargs = {k: (v() if callable(v) else v) for k, v in kwargs.items()}
+        ScaleMixtureNNGPRegressor(**kwargs).fit(*data)
+
+
+def test_singular_kernel_raises():
+    # all-zero inputs with no bias: K = 0, so no relative jitter can make it PD
+    with pytest.raises(ValueError, match="not"):
+        ScaleMixtureNNGPRegressor(b_std=0.0).fit(np.zeros((5, 2)), np.arange(5.0))
+
+
+def test_sharded_batched_kernel_equals_unbatched():
+    code = textwrap.dedent(
+        """
+        import jax, numpy as np
+        assert jax.device_count() == 4
+        from gp.kernels import build_network, kernel_matrix
+        from mixtures.base import x64_scope
+        kf = build_network("mlp", 2, "relu", 1.5, 0.1)[2]
+        x1 = np.random.RandomState(0).randn(37, 3); x2 = np.random.RandomState(1).randn(11, 3)
+        with x64_scope():
+            a = kernel_matrix(kf, x1, x2, batch_size=4)
+            b = kernel_matrix(kf, x1, x2)
+            c = kernel_matrix(kf, x1, batch_size=4)
+            d = kernel_matrix(kf, x1)
+        print(np.abs(a - b).max(), np.abs(c - d).max(), a.dtype)
+        """
+    )
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    err1, err2, dtype = out.stdout.split()
+    # sharding/blocking re-partitions identical float64 arithmetic
+    assert float(err1) < 1e-12 and float(err2) < 1e-12 and dtype == "float64"
