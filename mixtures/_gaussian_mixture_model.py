@@ -201,20 +201,26 @@ def _guide_draws(params, X, hyper, init, key, covariance_type, num_draws):
 
 
 @partial(jax.jit, static_argnames=("covariance_type",))
-def _posterior_log_predictive(X, weights, means, covariances, covariance_type):
-    # log (1/S) sum_s p(x | theta_s), over draws on the leading axis
-    lp = jax.vmap(lambda w, m, c: GaussianMixture(w, m, c, covariance_type).log_prob(X))(
-        weights, means, covariances
-    )
-    return logsumexp(lp, axis=0) - jnp.log(lp.shape[0])
+def _predictive(X, weights, means, covariances, covariance_type):
+    r"""Posterior predictive log density and mean responsibilities over draws (leading axis).
 
+    .. math::
 
-@partial(jax.jit, static_argnames=("covariance_type",))
-def _posterior_responsibilities(X, weights, means, covariances, covariance_type):
-    r = jax.vmap(lambda w, m, c: GaussianMixture(w, m, c, covariance_type).responsibilities(X))(
-        weights, means, covariances
-    )
-    return r.mean(0)
+        \log p(x \mid \mathcal D) \approx \log \frac1S \sum_s p(x \mid \theta_s),\qquad
+        \bar r_{ik} = \frac1S \sum_s p(z_i = k \mid x_i, \theta_s)
+
+    A point estimate is the case S = 1.
+    """
+
+    def weighted(w, m, c):
+        gm = GaussianMixture(w, m, c, covariance_type)
+        return gm.log_weights + gm.component_log_prob(X)
+
+    joint = jax.vmap(weighted)(weights, means, covariances)  # (S, n, K)
+    log_norm = logsumexp(joint, axis=-1)
+    log_pred = logsumexp(log_norm, axis=0) - jnp.log(joint.shape[0])
+    resp = jnp.exp(joint - log_norm[..., None]).mean(0)
+    return log_pred, resp
 
 
 _m_step_jit = jax.jit(m_step, static_argnames=("covariance_type",))
@@ -565,8 +571,24 @@ class GaussianMixtureModel(DensityMixin, MixprocEstimator):
         self._check_is_fitted()
         return self._validate_X(X, reset=False)
 
-    def _bayesian(self) -> bool:
-        return self.posterior_samples_ is not None
+    def _predictive(self, X):
+        X = self._check_X(X)
+        draws = self.posterior_samples_
+        if draws is None:  # point estimate: one "draw"
+            draws = {
+                "weights": self.weights_[None],
+                "means": self.means_[None],
+                "covariances": self.covariances_[None],
+            }
+        with x64_scope():
+            log_pred, resp = _predictive(
+                jnp.asarray(X),
+                jnp.asarray(draws["weights"]),
+                jnp.asarray(draws["means"]),
+                jnp.asarray(draws["covariances"]),
+                self.covariance_type,
+            )
+        return np.asarray(log_pred), np.asarray(resp)
 
     def score_samples(self, X):
         """Log density of each sample (posterior predictive for NUTS/SVI fits).
@@ -575,20 +597,7 @@ class GaussianMixtureModel(DensityMixin, MixprocEstimator):
         -------
         log_density : ndarray of shape (n_samples,)
         """
-        X = self._check_X(X)
-        with x64_scope():
-            if self._bayesian():
-                s = self.posterior_samples_
-                out = _posterior_log_predictive(
-                    jnp.asarray(X),
-                    jnp.asarray(s["weights"]),
-                    jnp.asarray(s["means"]),
-                    jnp.asarray(s["covariances"]),
-                    self.covariance_type,
-                )
-            else:
-                out = self._distribution().log_prob(jnp.asarray(X))
-        return np.asarray(out)
+        return self._predictive(X)[0]
 
     def score(self, X, y=None):
         """Mean log density of ``X`` (higher is better)."""
@@ -596,20 +605,7 @@ class GaussianMixtureModel(DensityMixin, MixprocEstimator):
 
     def predict_proba(self, X):
         """Posterior component probabilities, shape (n_samples, n_components)."""
-        X = self._check_X(X)
-        with x64_scope():
-            if self._bayesian():
-                s = self.posterior_samples_
-                out = _posterior_responsibilities(
-                    jnp.asarray(X),
-                    jnp.asarray(s["weights"]),
-                    jnp.asarray(s["means"]),
-                    jnp.asarray(s["covariances"]),
-                    self.covariance_type,
-                )
-            else:
-                out = self._distribution().responsibilities(jnp.asarray(X))
-        return np.asarray(out)
+        return self._predictive(X)[1]
 
     def predict(self, X):
         """Most probable component of each sample."""
