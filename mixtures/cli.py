@@ -18,6 +18,7 @@ DEMO_STEPS: list[tuple[str, str]] = [
     ("category_discovery", "gmm._demo_gcd:run_demo"),
     ("forecasting", "gmm._demo_forecasting:run_demo"),
     ("bvpo", "mixtures.estimators._demo_bvpo:run_demo"),
+    ("pmoe", "mixtures.rl._demo_pmoe:run_demo"),
 ]
 
 

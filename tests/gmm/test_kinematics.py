@@ -326,7 +326,8 @@ def test_batching_jit_vmap_and_gradients():
         # central finite differences along random directions (what jax check_grads does;
         # one jitted value_and_grad serves both). float64, eps = 1e-6: truncation ~eps^2,
         # round-off ~1e-16 |f| / eps ~ 1e-9 relative, so rtol 1e-6 is loose.
-        args = (jnp.asarray(m[:4]), jnp.asarray(c[:4]), jnp.asarray(DT))
+        # (plain float64 NumPy inputs everywhere: a weakly typed dt would retrace)
+        args = (m[:4], c[:4], np.float64(DT))
         vg = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
         _, grads = vg(*args)
         rng = np.random.default_rng(4)

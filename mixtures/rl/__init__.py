@@ -1,0 +1,77 @@
+"""Probabilistic mixture-of-experts policies for reinforcement learning (PMOE, Ren et al. 2021).
+
+Importing this package registers the bimodal toy tasks ``"mixproc/Bimodal-v0"`` and
+``"mixproc/BimodalDeceptive-v0"`` with gymnasium.
+"""
+
+from mixtures.rl._buffer import ReplayBuffer, Transition
+from mixtures.rl._envs import BIMODAL_OPTIMA, BimodalEnv, bimodal_reward, register_envs
+from mixtures.rl._estimators import (
+    ESTIMATORS,
+    ActorLoss,
+    evaluate_candidates,
+    frequency_actor_loss,
+    frequency_weight_loss,
+    gaussian_actor_loss,
+    gumbel_actor_loss,
+    score_actor_loss,
+    select_winners,
+)
+from mixtures.rl._policy import ComponentSample, MixturePolicy, tanh_log_det_jacobian
+from mixtures.rl._ppo import (
+    PPO,
+    PPOHyper,
+    PPOState,
+    compute_gae,
+    init_ppo_state,
+    ppo_act,
+    ppo_update,
+)
+from mixtures.rl._sac import (
+    SAC,
+    SACHyper,
+    SACMetrics,
+    SACState,
+    init_sac_state,
+    policy_distribution,
+    sac_act,
+    sac_update,
+)
+
+register_envs()
+
+__all__ = [
+    "BIMODAL_OPTIMA",
+    "ESTIMATORS",
+    "ActorLoss",
+    "BimodalEnv",
+    "ComponentSample",
+    "MixturePolicy",
+    "PPO",
+    "PPOHyper",
+    "PPOState",
+    "ReplayBuffer",
+    "SAC",
+    "SACHyper",
+    "SACMetrics",
+    "SACState",
+    "Transition",
+    "bimodal_reward",
+    "compute_gae",
+    "evaluate_candidates",
+    "frequency_actor_loss",
+    "frequency_weight_loss",
+    "gaussian_actor_loss",
+    "gumbel_actor_loss",
+    "init_ppo_state",
+    "init_sac_state",
+    "policy_distribution",
+    "ppo_act",
+    "ppo_update",
+    "register_envs",
+    "sac_act",
+    "sac_update",
+    "score_actor_loss",
+    "select_winners",
+    "tanh_log_det_jacobian",
+]

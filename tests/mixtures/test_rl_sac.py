@@ -1,0 +1,170 @@
+"""SAC / PMOE-SAC agents: K = 1 equals plain SAC, Pendulum learning, bimodal bandit, I/O."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from mixtures.rl import SAC, bimodal_reward, frequency_actor_loss, gaussian_actor_loss
+from mixtures.rl._nets import init_policy
+from mixtures.rl._sac import policy_distribution, sac_act
+
+# One set of shapes for every Pendulum agent, so the jitted update compiles once per policy.
+PENDULUM = dict(
+    batch_size=64,
+    hidden_sizes=(64, 64),
+    train_freq=50,
+    gradient_steps=100,
+    learning_rate=1e-3,
+    learning_starts=500,
+    verbose=0,
+)
+
+
+@pytest.fixture(scope="module")
+def short_pair():
+    """Plain SAC and the K = 1 PMOE agent, same seed, 700 steps (200 gradient steps)."""
+    plain = SAC("Pendulum-v1", policy="gaussian", total_timesteps=700, random_state=3, **PENDULUM)
+    mix = SAC(
+        "Pendulum-v1",
+        policy="mixture",
+        n_components=1,
+        total_timesteps=700,
+        random_state=3,
+        **PENDULUM,
+    )
+    return plain.fit(), mix.fit()
+
+
+def _max_abs_diff(a, b):
+    return max(
+        float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+    )
+
+
+def test_k1_mixture_equals_plain_sac(short_pair):
+    plain, mix = short_pair
+    # Same networks for the shared parts; the K = 1 mixing head gets exactly zero gradient
+    # (w = 1, one-hot = 1). The two jitted programs differ only in float32 rounding of
+    # re-ordered operations (measured ~6e-8 after 200 steps), hence 1e-5.
+    for name in ("critic", "critic_target"):
+        assert _max_abs_diff(getattr(plain.state_, name), getattr(mix.state_, name)) < 1e-5
+    for head in ("trunk", "mean", "log_std"):
+        assert _max_abs_diff(plain.state_.actor[head], mix.state_.actor[head]) < 1e-5
+    assert abs(float(plain.state_.log_alpha) - float(mix.state_.log_alpha)) < 1e-5
+    np.testing.assert_allclose(mix.history_["weight_loss"], 0.0, atol=0.0)
+    np.testing.assert_allclose(
+        plain.history_["critic_loss"], mix.history_["critic_loss"], rtol=1e-4
+    )
+    r_plain = plain.evaluate(2, random_state=0)
+    r_mix = mix.evaluate(2, random_state=0)
+    np.testing.assert_allclose(r_plain, r_mix, rtol=1e-3)
+
+
+def test_save_load_round_trip(short_pair, tmp_path):
+    _, mix = short_pair
+    path = tmp_path / "agent.npz"
+    mix.save(path)
+    loaded = SAC.load(path)
+    assert loaded.get_params() == mix.get_params()
+    obs = np.random.default_rng(0).normal(size=(5, 3))
+    np.testing.assert_array_equal(
+        loaded.predict(obs, mode="argmax"), mix.predict(obs, mode="argmax")
+    )
+    np.testing.assert_array_equal(loaded.history_["critic_loss"], mix.history_["critic_loss"])
+
+
+def random_returns(n_episodes: int, seed: int) -> np.ndarray:
+    env = gym.make("Pendulum-v1")
+    env.action_space.seed(seed)
+    out = []
+    for ep in range(n_episodes):
+        env.reset(seed=seed + ep)
+        total, done = 0.0, False
+        while not done:
+            _, r, term, trunc, _ = env.step(env.action_space.sample())
+            total += r
+            done = term or trunc
+        out.append(total)
+    return np.asarray(out)
+
+
+def test_sac_learns_pendulum(short_pair, compile_counter):
+    """4000 steps (7000 gradient steps, ~15 s CPU) lift the return far above random."""
+    with compile_counter() as n_compiled:
+        agent = SAC(
+            "Pendulum-v1", policy="gaussian", total_timesteps=4000, random_state=0, **PENDULUM
+        )
+        agent.fit()
+        returns = agent.evaluate(5, random_state=100)
+    # The update and the acting functions were compiled by the fixture's agent already.
+    assert n_compiled[0] == 0
+    baseline = random_returns(5, seed=100)
+    # Random play scores about -1200 per episode; 4000 steps reach about -150 (seed 0).
+    # A margin of 500 is > 5 times the spread of 5-episode means of either policy.
+    assert returns.mean() > baseline.mean() + 500, (returns, baseline)
+
+
+def bandit_q(obs, act):
+    a = act[:, 0]
+    return jnp.exp(-((a - 0.6) ** 2) / 0.02) + jnp.exp(-((a + 0.6) ** 2) / 0.02)
+
+
+def _train_bandit(n_components, seed, steps=400, batch=256, alpha=0.05):
+    """Contextual bandit with the exact critic Q(s, a) = r(a): train the actor only."""
+    opt = optax.adam(3e-3)
+    params = init_policy(jax.random.PRNGKey(seed), 1, 1, n_components, (32,))
+    loss = gaussian_actor_loss if n_components is None else frequency_actor_loss
+
+    @jax.jit
+    def step(p, opt_state, key):
+        key_obs, key_act = jax.random.split(key)
+        obs = jax.random.uniform(key_obs, (batch, 1), minval=-1.0, maxval=1.0)
+        grads = jax.grad(
+            lambda q: loss(policy_distribution(q, obs), bandit_q, obs, alpha, key_act).loss
+        )(p)
+        updates, opt_state = opt.update(grads, opt_state)
+        return optax.apply_updates(p, updates), opt_state
+
+    opt_state = opt.init(params)
+    for key in jax.random.split(jax.random.PRNGKey(100 + seed), steps):
+        params, opt_state = step(params, opt_state, key)
+    obs = jnp.linspace(-1.0, 1.0, 500)[:, None]
+    return np.asarray(sac_act(params, obs, jax.random.PRNGKey(1), mode="sample")[0])[:, 0]
+
+
+@pytest.mark.parametrize("n_components", [2, None])
+def test_bimodal_bandit_reaches_an_optimum(n_components):
+    """With the exact critic both policies end at an optimum (reward near 1 versus about 0
+    for the average action a = 0). PMOE's frequency estimator moves only the winning
+    primitive, so the mixture concentrates on the winners' mode."""
+    actions = _train_bandit(n_components, seed=0)
+    # r(0) = 2 exp(-18) ~ 3e-8 is the averaged action; r = 0.9 needs |a -+ 0.6| < 0.046.
+    assert float(bimodal_reward(0.0)) < 1e-6
+    assert bimodal_reward(actions).mean() > 0.9
+
+
+def test_bimodal_env_contract():
+    env = gym.make("mixproc/Bimodal-v0")
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (1,)
+    _, r, term, trunc, _ = env.step(np.array([0.6], np.float32))
+    # r(0.6) = 1 + exp(-72)
+    assert r == pytest.approx(1.0, abs=1e-9) and term and not trunc  # float32 action
+    assert bimodal_reward(0.7, "deceptive") == pytest.approx(
+        1.0 + 0.5 * np.exp(-(1.2**2) / (2 * 0.4**2)), rel=1e-12
+    )
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match="estimator"):
+        SAC("Pendulum-v1", estimator="reinforce", verbose=0).fit()
+    with pytest.raises(ValueError, match="Box"):
+        SAC("CartPole-v1", total_timesteps=10, verbose=0).fit()
