@@ -38,9 +38,9 @@ def run_demo(output_dir: pathlib.Path, verbose: int = 1) -> dict[str, float]:
     em_ari = adjusted_rand_score(y, em.predict(X))
 
     Z = X[:, 2:4]  # petal length and width
-    k_petal = min(
-        range(1, 5), key=lambda k: GaussianMixtureModel(k, n_init=3, random_state=0).fit(Z).bic(Z)
-    )
+    # Versicolor and virginica overlap on the petals: with K = 3 the posterior is weakly
+    # identified and the diagnostics flag it, so the Bayesian fit uses K = 2.
+    k_petal = 2
     nuts = GaussianMixtureModel(
         k_petal,
         inference="nuts",
@@ -87,7 +87,7 @@ def run_demo(output_dir: pathlib.Path, verbose: int = 1) -> dict[str, float]:
     if verbose:
         print(
             f"  EM on iris (4-D): BIC picks K={best_k}; ARI vs species at K=3: {em_ari:.3f}\n"
-            f"  NUTS on iris petals, K={k_petal} by BIC (2 chains x 600): ARI {nuts_ari:.3f}, "
+            f"  NUTS on iris petals, K={k_petal} (2 chains x 600): ARI {nuts_ari:.3f}, "
             f"max R-hat "
             f"{report.max_rhat:.3f}, min ESS {metrics['nuts_min_ess']:.0f}, "
             f"divergences {report.n_divergent}"
