@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import scipy.linalg
 import scipy.stats
 from sklearn.base import RegressorMixin
 
@@ -21,13 +22,13 @@ from gp.kernels import (
     preset_kernel,
 )
 from gp.posterior import (
+    GPStatistics,
     ScalePosterior,
     constant_posterior,
     gp_statistics,
     importance_posterior,
     log_mixture_normal,
     log_student_t,
-    predict_latent,
     quadrature_posterior,
     student_t_posterior,
 )
@@ -38,6 +39,10 @@ __all__ = ["ScaleMixtureNNGPRegressor"]
 
 _INFERENCES = ("auto", "closed_form", "quadrature", "importance", "nuts")
 _JITTER_RETRIES = (1.0, 10.0, 100.0, 1000.0)
+#: Largest n factorised by SciPy/LAPACK on the host (verified up to n = 8000); above it the
+#: jitted JAX Cholesky is used, because SciPy's OpenBLAS potrf crashed (SIGSEGV) at n = 20000
+#: on the development machine.
+_HOST_MAX_N = 8192
 
 
 def _prior_kind(prior) -> str:
@@ -52,6 +57,55 @@ def _scale_model(quad, n_obs, prior):
     """NumPyro model of sigma^2 given the sufficient statistics (note section 4, NUTS)."""
     s2 = numpyro.sample("s2", prior)
     numpyro.factor("likelihood", -0.5 * n_obs * jnp.log(s2) - 0.5 * quad / s2)
+
+
+def _host_statistics(k, work, Yn, jitter):
+    r""":class:`~gp.posterior.GPStatistics` of :math:`\hat K = K + \eta I` by LAPACK.
+
+    Same quantities as the jitted :func:`~gp.posterior.gp_statistics` (which type-II
+    maximum likelihood differentiates), computed on the host: the factorisation
+    overwrites ``work`` (Fortran order, so LAPACK needs no copy) and nothing else of
+    size (n, n) is allocated. Returns None when :math:`\hat K` is not positive definite.
+    """
+    np.copyto(work, k)
+    idx = np.arange(k.shape[0])
+    work[idx, idx] += jitter  # (``work.flat`` would walk all n^2 entries of an F array)
+    try:
+        # upper factor U of the Fortran-ordered array: OpenBLAS's lower-triangular potrf
+        # is ~5x slower here; L = U^T is then a C-ordered view (no copy)
+        upper = scipy.linalg.cholesky(work, lower=False, overwrite_a=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    d = np.diagonal(upper)
+    if not (np.all(np.isfinite(d)) and np.all(d > 0)):
+        return None
+    chol = upper.T
+    weights = scipy.linalg.cho_solve((upper, False), Yn, check_finite=False)  # R&W Alg. 2.1
+    c = Yn.shape[1]
+    return GPStatistics(
+        chol=chol,
+        weights=weights,
+        quad=np.float64(np.sum(Yn * weights)),
+        logdet=np.float64(2 * np.sum(np.log(d))),
+        jitter=np.float64(jitter),
+        n_obs=np.float64(Yn.size),
+        n_outputs=np.float64(c),
+    )
+
+
+def _host_predict(chol, weights, k_sx, k_ss, full_cov):
+    r"""Host version of :func:`~gp.posterior.predict_latent` (one triangular solve).
+
+    :math:`\mu_* = K_{*X} W`, :math:`V = L^{-1}K_{X*}`, :math:`\Sigma_* = K_{**} - V^\top V`
+    (only its diagonal :math:`K_{**,ii} - \sum_j V_{ji}^2` unless ``full_cov``).
+    """
+    mean = k_sx @ weights
+    v = scipy.linalg.solve_triangular(chol, k_sx.T, lower=True, check_finite=False)
+    if full_cov:
+        cov = k_ss - v.T @ v
+    else:
+        cov = k_ss - np.einsum("ji,ji->i", v, v)
+    return mean, cov
 
 
 class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
@@ -102,7 +156,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         the prior parameters (inverse-gamma ``alpha``, ``beta`` or constant value).
     n_samples : int, default=None
         Quadrature nodes (default 64), importance draws (default 1000, as in the paper) or
-        NUTS draws (default 1000).
+        NUTS draws (default 1000, after as many warm-up steps).
     normalize_y : bool, default=True
         Standardise targets with the training mean and std.
     random_state : None, int or numpy Generator, default=None
@@ -323,11 +377,36 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         return self
 
     def _factorise(self, k, Yn, noise):
+        r"""Host (LAPACK) version of :func:`gp.posterior.gp_statistics`, jitter retries.
+
+        ``k`` is not modified; one (n, n) work array holds :math:`\hat K` and then, in
+        place, its Cholesky factor.
+        """
+        k = np.asarray(k, dtype=np.float64)
+        n = k.shape[0]
+        if n > _HOST_MAX_N:
+            return self._factorise_jax(k, Yn, noise)
+        diag = np.einsum("ii->i", k)  # a view
+        base = float(np.sum(diag)) / n
+        work = np.empty((n, n), dtype=np.float64, order="F")
+        for factor in _JITTER_RETRIES:
+            stats = _host_statistics(k, work, Yn, noise * factor * base)
+            if stats is not None:
+                self.noise_ = noise * factor
+                return stats
+        raise ValueError(
+            "the kernel matrix K + noise * tr(K)/n * I is not positive definite even with "
+            f"noise = {noise * _JITTER_RETRIES[-1]:g}. Remove duplicate/constant inputs or "
+            "increase noise."
+        )
+
+    def _factorise_jax(self, k, Yn, noise):
+        """Jitted :func:`gp.posterior.gp_statistics` with jitter retries (large n)."""
         for factor in _JITTER_RETRIES:
             stats = gp_statistics(jnp.asarray(k), jnp.asarray(Yn), noise * factor)
             if np.all(np.isfinite(np.asarray(stats.chol))) and np.isfinite(float(stats.logdet)):
                 self.noise_ = noise * factor
-                return stats
+                return GPStatistics(*(np.asarray(v) for v in stats))
         raise ValueError(
             "the kernel matrix K + noise * tr(K)/n * I is not positive definite even with "
             f"noise = {noise * _JITTER_RETRIES[-1]:g}. Remove duplicate/constant inputs or "
@@ -386,7 +465,9 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
             stats.n_obs,
             prior,
             key=key,
-            num_warmup=max(200, n // 2),
+            # warm-up as long as sampling: run_nuts compiles its scan per length, so equal
+            # lengths compile once
+            num_warmup=max(200, n),
             num_samples=n,
             verbose=self.verbose,
         )
@@ -443,21 +524,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
                 fn = self._kernel_fn()
                 k_ss = kernel_diagonal(fn, Xi, get="nngp")
             if self.kernel == "nngp":
-                from gp.posterior import GPStatistics
-
-                stats = GPStatistics(
-                    jnp.asarray(self.chol_),
-                    jnp.asarray(self.weights_),
-                    0.0,
-                    0.0,
-                    self.jitter_,
-                    0.0,
-                    0.0,
-                )
-                mean, cov = predict_latent(
-                    stats, jnp.asarray(k_sx), jnp.asarray(k_ss), full_cov=full_cov
-                )
-                return np.asarray(mean), np.asarray(cov)
+                return _host_predict(self.chol_, self.weights_, k_sx, k_ss, full_cov)
             return self._latent_ntk(Xi, k_sx, k_ss, full_cov)
 
     def _latent_ntk(self, Xi, k_sx, k_ss, full_cov):

@@ -2,8 +2,8 @@
 
 Minimises :math:`-\\ln p(Y)/N` over log ``W_std``, log ``b_std``, log ``noise`` and the
 log prior parameters (``alpha``, ``beta`` of the inverse gamma, or the constant ``lv``)
-with optax L-BFGS or Adam. The loss and the optimiser steps are module-level jitted
-functions with only the network structure static, so refits never recompile.
+with SciPy L-BFGS-B or optax Adam. Both call one module-level jitted value-and-gradient
+with only the network structure static, so refits never recompile.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import scipy.optimize
 from tqdm.auto import tqdm
 
 from gp.kernels import preset_kernel
@@ -101,22 +102,15 @@ def negative_log_marginal(
     return -lml / stats.n_obs
 
 
-@partial(jax.jit, static_argnames=(*_STATIC, "optimizer"))
-def _step(log_params, opt_state, data, y, lr, *, optimizer, **static):
-    def loss_fn(q):
-        return negative_log_marginal(q, data, y, **static)
+_value_and_grad = jax.jit(
+    jax.value_and_grad(negative_log_marginal.__wrapped__), static_argnames=_STATIC
+)
 
-    if optimizer == "lbfgs":
-        opt = optax.lbfgs()
-        value, grad = optax.value_and_grad_from_state(loss_fn)(log_params, state=opt_state)
-        updates, opt_state = opt.update(
-            grad, opt_state, log_params, value=value, grad=grad, value_fn=loss_fn
-        )
-    else:
-        opt = optax.adam(lr)
-        value, grad = jax.value_and_grad(loss_fn)(log_params)
-        updates, opt_state = opt.update(grad, opt_state, log_params)
-    return optax.apply_updates(log_params, updates), opt_state, value
+
+@jax.jit
+def _adam_update(log_params, grad, opt_state, lr):
+    updates, opt_state = optax.adam(lr).update(grad, opt_state, log_params)
+    return optax.apply_updates(log_params, updates), opt_state
 
 
 def fit_type2(
@@ -137,6 +131,10 @@ def fit_type2(
 ) -> Type2Result:
     """Run the optimiser (call inside :func:`mixtures.base.x64_scope`).
 
+    Both optimisers call one jitted value-and-gradient of :func:`negative_log_marginal`
+    (compiled once per network structure and data shape): ``"lbfgs"`` is SciPy's L-BFGS-B
+    on the unconstrained parameters, ``"adam"`` is optax Adam.
+
     Parameters
     ----------
     init_params : dict of str to float
@@ -144,7 +142,8 @@ def fit_type2(
         ``alpha``/``beta`` or ``value``).
     optimizer : {"lbfgs", "adam"}
     max_iter : int
-        Maximum optimiser steps; stops earlier when the loss changes by less than ``tol``.
+        Maximum optimiser iterations; Adam stops earlier when the loss changes by less
+        than ``tol``, L-BFGS-B by its own ``ftol = tol``.
     verbose : int
         ``> 0`` shows a tqdm progress bar.
     """
@@ -158,31 +157,59 @@ def fit_type2(
         fit_kernel=fit_kernel,
     )
     log_params = _to_unconstrained(init_params)
-    opt = optax.lbfgs() if optimizer == "lbfgs" else optax.adam(learning_rate)
-    opt_state = opt.init(log_params)
+    names = sorted(log_params)
     data = jnp.asarray(data)
     y = jnp.asarray(y)
-    lr = jnp.asarray(learning_rate, jnp.float64)
     losses = []
-    best = (np.inf, log_params)
-    n_iter = 0
-    for n_iter in tqdm(  # noqa: B007 (reported after the loop)
-        range(1, max_iter + 1), disable=verbose <= 0, desc="type-II ML"
-    ):
-        new_params, opt_state, value = _step(
-            log_params, opt_state, data, y, lr, optimizer=optimizer, **static
-        )
+    best = [np.inf, log_params]
+
+    def value_grad(p):
+        value, grad = _value_and_grad(p, data, y, **static)
         value = float(value)
-        if not np.isfinite(value):
-            break
-        losses.append(value)
-        if value < best[0]:
-            best = (value, log_params)
-        log_params = new_params
-        if len(losses) > 1 and abs(losses[-2] - losses[-1]) < tol:
-            break
-    final = float(negative_log_marginal(log_params, data, y, **static))
-    if np.isfinite(final) and final <= best[0]:
-        best = (final, log_params)
+        if np.isfinite(value) and value < best[0]:
+            best[0], best[1] = value, p
+        return value, grad
+
+    bar = tqdm(total=max_iter, disable=verbose <= 0, desc="type-II ML")
+    if optimizer == "lbfgs":
+
+        def fun(u):
+            p = {k: jnp.asarray(v, jnp.float64) for k, v in zip(names, u, strict=True)}
+            value, grad = value_grad(p)
+            if not np.isfinite(value):
+                return np.inf, np.zeros_like(u)
+            return value, np.array([float(grad[k]) for k in names])
+
+        def callback(intermediate_result):
+            losses.append(float(intermediate_result.fun))
+            bar.update()
+
+        u0 = np.array([float(log_params[k]) for k in names])
+        losses.append(fun(u0)[0])
+        res = scipy.optimize.minimize(
+            fun,
+            u0,
+            jac=True,
+            method="L-BFGS-B",
+            callback=callback,
+            options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-10},
+        )
+        n_iter = int(res.nit)
+    else:
+        opt_state = optax.adam(learning_rate).init(log_params)
+        lr = jnp.asarray(learning_rate, jnp.float64)
+        n_iter = 0
+        for n_iter in range(1, max_iter + 1):  # noqa: B007 (reported after the loop)
+            value, grad = value_grad(log_params)
+            if not np.isfinite(value):
+                break
+            losses.append(value)
+            bar.update()
+            log_params, opt_state = _adam_update(log_params, grad, opt_state, lr)
+            if len(losses) > 1 and abs(losses[-2] - losses[-1]) < tol:
+                break
+        else:
+            value_grad(log_params)  # score the last update too
+    bar.close()
     params = {k: float(v) for k, v in _to_natural(best[1]).items()}
     return Type2Result(params=params, losses=np.asarray(losses), n_iter=n_iter)

@@ -221,5 +221,5 @@ def kernel_diagonal(kernel_fn: Callable, x, *, get: str = "nngp", batch_size: in
 
 
 def _default_batch_size(n: int) -> int:
-    """Block size used by the estimators: whole matrix below 2048 rows, else 1024."""
-    return 0 if n <= 2048 else 1024
+    """Block size used by the estimators: whole matrix up to 4096 rows, else 2048."""
+    return 0 if n <= 4096 else 2048

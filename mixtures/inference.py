@@ -549,8 +549,9 @@ def fit_em(
     >>> init = GaussianMixtureParams(np.array([.5, .5]), np.array([[-1.], [1.]]),
     ...                              np.ones((2, 1, 1)))
     >>> res = fit_em(X, init)
-    >>> bool(res.converged), np.round(np.sort(np.asarray(res.params.means[:, 0])), 1).tolist()
-    (True, [-3.0, 3.1])
+    >>> means = np.sort(np.asarray(res.params.means[:, 0]))
+    >>> bool(res.converged), bool(np.allclose(means, [-3.0, 3.0], atol=0.3))
+    (True, True)
     """
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(

@@ -71,7 +71,9 @@ def test_softmax_sparse_variational(prior):
         likelihood="softmax",
         prior=prior,
         n_inducing=30,
-        max_iter=300,
+        # 100 steps (runtime is compile-dominated) already clear the bounds below by a
+        # margin: IG loss drop 0.71, accuracy 0.8, NLL - log 3 = -0.68
+        max_iter=100,
         learning_rate=5e-2,
         random_state=0,
     ).fit(XTR, YTR)

@@ -49,9 +49,10 @@ def test_analytic_kernels_equal_arccos_recursions(architecture, activation, dept
     with x64_scope():
         kernel_fn = _stax_net(architecture, depth, activation, W_std, b_std, readout=1.3)[2]
         got = kernel_fn(X1, X2, ("nngp", "ntk"))
-        ref = arccos_kernel(
-            X1,
-            X2,
+        # one closed-form evaluation (one compilation) on [X1; X2] gives both references:
+        # its off-diagonal block is k(X1, X2), its leading block k(X1, X1)
+        full = arccos_kernel(
+            np.concatenate([X1, X2]),
             depth=depth,
             W_std=W_std,
             b_std=b_std,
@@ -59,6 +60,8 @@ def test_analytic_kernels_equal_arccos_recursions(architecture, activation, dept
             activation=activation,
             architecture=architecture,
         )
+        n1 = len(X1)
+        ref = type(full)(*(np.asarray(a)[:n1, n1:] for a in full))
         assert got.nngp.dtype == jnp.float64
         # Distinct inputs: both are the same float64 arithmetic, so 1e-10 relative to the
         # kernel's scale is a loose bound (observed ~1e-15).
@@ -68,15 +71,7 @@ def test_analytic_kernels_equal_arccos_recursions(architecture, activation, dept
         np.testing.assert_allclose(got.ntk, ref.ntk, rtol=0, atol=1e-10 * scale_t)
 
         got = kernel_fn(X1, None, ("nngp", "ntk"))
-        ref = arccos_kernel(
-            X1,
-            depth=depth,
-            W_std=W_std,
-            b_std=b_std,
-            readout_W_std=1.3,
-            activation=activation,
-            architecture=architecture,
-        )
+        ref = type(full)(*(np.asarray(a)[:n1, :n1] for a in full))
         off = ~np.eye(len(X1), dtype=bool)
         np.testing.assert_allclose(got.nngp, ref.nngp, rtol=0, atol=1e-10 * float(ref.nngp.max()))
         np.testing.assert_allclose(
@@ -108,12 +103,17 @@ def test_monte_carlo_kernel_converges_to_analytic():
             "mlp", 2, "erf", 1.5, 0.1, readout=1.0, width=128, out_dim=128
         )
         exact = np.asarray(kernel_fn(X1[:4], X2[:3], "nngp"))
-        estimates = []
-        for seed in range(4):
-            mc = nt.monte_carlo_kernel_fn(init_fn, apply_fn, jax.random.PRNGKey(seed), 8)
-            estimates.append(np.asarray(mc(X1[:4], X2[:3], "nngp")))
+        # One sampler (one compilation) yielding running averages after 8, 16, 24, 32
+        # networks; the four disjoint chunks of 8 networks are independent estimates.
+        mc = nt.monte_carlo_kernel_fn(init_fn, apply_fn, jax.random.PRNGKey(0), (8, 16, 24, 32))
+        running = [np.asarray(k) for k in mc(X1[:4], X2[:3], "nngp")]
+        counts = [8, 16, 24, 32]
+        estimates = [running[0]] + [
+            (counts[i] * running[i] - counts[i - 1] * running[i - 1]) / 8 for i in range(1, 4)
+        ]
         estimates = np.stack(estimates)
         mean = estimates.mean(0)
+        np.testing.assert_allclose(mean, running[-1], rtol=1e-10, atol=1e-12)
         se = estimates.std(0, ddof=1) / np.sqrt(len(estimates))
         # 4 independent MC estimates (8 width-128 networks with 128 outputs each, averaged
         # over outputs): the analytic kernel must lie within 5 standard errors plus the
@@ -123,22 +123,23 @@ def test_monte_carlo_kernel_converges_to_analytic():
         assert np.abs(mean - exact).max() < 0.1 * np.abs(exact).max()
 
 
-@pytest.mark.parametrize("implementation", [1, 2])
-def test_empirical_ntk_equals_jacobian_contraction(implementation):
+def test_empirical_ntk_equals_jacobian_contraction():
     with x64_scope():
         init_fn, apply_fn, _ = _stax_net("mlp", 2, "relu", 1.5, 0.1, readout=1.0, width=16)
         _, params = init_fn(jax.random.PRNGKey(1), X1.shape)
-        ntk_fn = nt.empirical_ntk_fn(apply_fn, implementation=implementation)
-        got = ntk_fn(X1, X2, params)
         flat, unravel = ravel_pytree(params)
 
         def f(w, x):
             return apply_fn(unravel(w), x)[:, 0]
 
-        j1 = jax.jacobian(f)(flat, jnp.asarray(X1))
-        j2 = jax.jacobian(f)(flat, jnp.asarray(X2))
-        # brute-force J1 J2^T with the same float64 parameters
-        np.testing.assert_allclose(got, j1 @ j2.T, rtol=1e-10, atol=1e-12)
+        # jitted: eager op-by-op Jacobians cost ~5x more CPU than one compilation
+        jac = jax.jit(jax.jacobian(f))(flat, jnp.asarray(np.concatenate([X1, X2])))
+        j1, j2 = jac[: len(X1)], jac[len(X1) :]
+        for implementation in (1, 2):  # Jacobian contraction, NTK-vector products
+            ntk_fn = jax.jit(nt.empirical_ntk_fn(apply_fn, implementation=implementation))
+            got = ntk_fn(X1, X2, params)
+            # brute-force J1 J2^T with the same float64 parameters
+            np.testing.assert_allclose(got, j1 @ j2.T, rtol=1e-10, atol=1e-12)
 
 
 def test_gradient_descent_mse_ensemble_equals_closed_form():

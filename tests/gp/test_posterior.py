@@ -167,4 +167,5 @@ def test_gradients_pass_check_grads(stats):
         # central differences with eps = 1e-6 in log space: truncation error ~ eps^2 * f(3),
         # far below check_grads' float64 tolerance (1e-5 relative)
         args = (np.log(1e-2), np.log(2.0), np.log(1.5))
-        check_grads(lml, args, order=1, modes=("rev", "fwd"), eps=1e-6)
+        # (jitted: a few compilations instead of many eager op-by-op dispatches)
+        check_grads(jax.jit(lml), args, order=1, modes=("rev", "fwd"), eps=1e-6)

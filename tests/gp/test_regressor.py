@@ -18,6 +18,7 @@ from jax.test_util import check_grads
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import Kernel
 
+import gp
 from gp import BurrXII, Constant, InverseGamma, ScaleMixtureNNGPRegressor, arccos_kernel
 from gp._neural_tangents import nt
 from gp._type2 import negative_log_marginal
@@ -210,7 +211,7 @@ def test_finite_width_ensemble_matches_student_t_marginal():
     assert np.mean(np.abs(out) > 4 * np.sqrt(b / (a - 1) * k)) > 0.0
 
 
-def test_type2_gradients_and_improvement():
+def test_type2_gradients_and_improvement(fitted):
     static = dict(
         architecture="mlp", depth=2, activation="relu", prior_kind="inverse_gamma", fit_kernel=True
     )
@@ -225,7 +226,7 @@ def test_type2_gradients_and_improvement():
         # gradients through the neural-tangents kernel vs float64 central differences
         args = tuple(jnp.asarray(v, jnp.float64) for v in u0)
         check_grads(f, args, order=1, modes=("rev",), eps=1e-6)
-    base = ScaleMixtureNNGPRegressor(prior=InverseGamma(2.0, 2.0), **HP).fit(X, Y)
+    base = fitted["ig"]  # same prior and hyperparameters, no optimisation
     for opt, n_iter in (("lbfgs", 10), ("adam", 20)):
         reg = ScaleMixtureNNGPRegressor(
             prior=InverseGamma(2.0, 2.0), optimizer=opt, max_iter=n_iter, **HP
@@ -275,20 +276,22 @@ def test_singular_kernel_raises():
 def test_sharded_batched_kernel_equals_unbatched():
     code = textwrap.dedent(
         """
+        import sys, types
+        # import gp.kernels without gp/__init__ (which imports numpyro, sklearn, mixtures:
+        # ~7 s of CPU in a fresh interpreter); kernels.py needs only neural-tangents
+        pkg = types.ModuleType("gp"); pkg.__path__ = [GP_DIR]; sys.modules["gp"] = pkg
         import jax, numpy as np
+        jax.config.update("jax_enable_x64", True)
         assert jax.device_count() == 4
         from gp.kernels import build_network, kernel_matrix
-        from mixtures.base import x64_scope
         kf = build_network("mlp", 2, "relu", 1.5, 0.1)[2]
         x1 = np.random.RandomState(0).randn(37, 3); x2 = np.random.RandomState(1).randn(11, 3)
-        with x64_scope():
-            a = kernel_matrix(kf, x1, x2, batch_size=4)
-            b = kernel_matrix(kf, x1, x2)
-            c = kernel_matrix(kf, x1, batch_size=4)
-            d = kernel_matrix(kf, x1)
-        print(np.abs(a - b).max(), np.abs(c - d).max(), a.dtype)
+        a = kernel_matrix(kf, x1, x2, batch_size=4)
+        c = kernel_matrix(kf, x1, batch_size=4)
+        d = kernel_matrix(kf, np.concatenate([x1, x2]))  # one unbatched reference for both
+        print(np.abs(a - d[:37, 37:]).max(), np.abs(c - d[:37, :37]).max(), a.dtype)
         """
-    )
+    ).replace("GP_DIR", repr(os.path.dirname(gp.__file__)))
     env = dict(
         os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
     )
