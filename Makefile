@@ -12,8 +12,9 @@ uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
 		|| python3 -m pip install --quiet uv
 
+# --inexact keeps the optional `bench` extra when it was installed by `make bench`.
 sync: uv
-	@$(UV) sync --quiet
+	@$(UV) sync --quiet --inexact
 
 lint: sync
 	$(RUN) ruff check mixtures gp gmm tests benchmarks
@@ -28,7 +29,8 @@ test: sync
 demo: sync
 	$(RUN) mixproc demo --output mixproc-demo
 
-bench: sync
+bench: uv
+	@$(UV) sync --quiet --inexact --extra bench
 	@for script in benchmarks/*.py; do \
 		echo "== $$script"; $(RUN) python $$script || exit 1; \
 	done
