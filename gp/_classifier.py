@@ -23,19 +23,56 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 
 from gp._regressor import ScaleMixtureNNGPRegressor, _prior_kind
+from gp.kernels import kernel_diagonal, preset_kernel
 from gp.priors import resolve_prior
 from mixtures.base import MixprocEstimator, check_finite_result, random_state_to_key, x64_scope
 
-__all__ = ["ScaleMixtureNNGPClassifier", "SVParams", "kl_inverse_gamma", "svtp_loss"]
+__all__ = [
+    "ScaleMixtureNNGPClassifier",
+    "SVParams",
+    "kl_inverse_gamma",
+    "sparse_conditionals",
+    "svtp_loss",
+]
 
 
 class SVParams(NamedTuple):
-    """Variational parameters: means (M, C), raw diagonal covariances (M, C), log a, log b."""
+    """Variational parameters: means (M, C), raw diagonal covariances (M, C), log a, log b,
+    and the inducing inputs (M, ...) when they are learned (else None)."""
 
     mean: jax.Array
     raw_var: jax.Array
     log_a: jax.Array
     log_b: jax.Array
+    inducing: jax.Array | None = None
+
+
+def _kernel_from_spec(spec, w_std, b_std):
+    """``(x1, x2) -> K`` from a static spec: ``("preset", arch, depth, act)`` or
+    ``("fn", kernel_fn)``."""
+    if spec[0] == "fn":
+        return lambda a, b: spec[1](a, b, "nngp")
+    _, arch, depth, act = spec
+    return lambda a, b: preset_kernel(
+        a, b, w_std, b_std, architecture=arch, depth=depth, activation=act, get="nngp"
+    )
+
+
+def sparse_conditionals(z, x, k_xx_diag, kernel, noise):
+    r"""Whitening-free SVGP conditionals from inducing inputs ``z`` (traceable in ``z``).
+
+    :math:`\hat K_{ZZ} = K_{ZZ} + \eta\,\mathrm{tr}(K_{ZZ})/M\,I = LL^\top`,
+    :math:`A = K_{xZ}\hat K_{ZZ}^{-1}` and the conditional variances
+    :math:`k_{xx} - \mathrm{diag}(A K_{Zx})` (clipped at 0). Returns ``(A, var, L)``.
+    """
+    k_zz = kernel(z, None)
+    m = k_zz.shape[0]
+    k_zz = k_zz + noise * jnp.trace(k_zz) / m * jnp.eye(m, dtype=k_zz.dtype)
+    chol = jnp.linalg.cholesky(k_zz)
+    k_xz = kernel(x, z)
+    a_mat = cho_solve((chol, True), k_xz.T).T
+    kdc = jnp.maximum(k_xx_diag - jnp.sum(a_mat * k_xz, axis=1), 0.0)
+    return a_mat, kdc, chol
 
 
 def kl_inverse_gamma(a, b, alpha, beta):
@@ -133,6 +170,48 @@ def _fit_sv(
     return params, losses
 
 
+@partial(jax.jit, static_argnames=("n_steps", "n_mc", "student_t", "spec"))
+def _fit_sv_inducing(
+    params,
+    key,
+    x,
+    k_xx_diag,
+    y,
+    alpha,
+    beta,
+    lr,
+    w_std,
+    b_std,
+    noise,
+    *,
+    n_steps,
+    n_mc,
+    student_t,
+    spec,
+):
+    """Adam on the ELBO with the inducing inputs ``params.inducing`` learned too: the
+    conditionals are recomputed from them at every step (note section 5b, trainable Z)."""
+    opt = optax.adam(lr)
+    state = opt.init(params)
+    n_train = y.shape[0]
+    kernel = _kernel_from_spec(spec, w_std, b_std)
+
+    def loss_fn(p, k):
+        a_mat, kdc, chol = sparse_conditionals(p.inducing, x, k_xx_diag, kernel, noise)
+        return svtp_loss(
+            p, k, a_mat, kdc, chol, y, n_train, alpha, beta, n_mc=n_mc, student_t=student_t
+        )
+
+    def body(carry, k):
+        p, st = carry
+        loss, g = jax.value_and_grad(loss_fn)(p, k)
+        upd, st = opt.update(g, st, p)
+        return (optax.apply_updates(p, upd), st), loss
+
+    (params, _), losses = jax.lax.scan(body, (params, state), jax.random.split(key, n_steps))
+    return params, losses
+
+
 @partial(jax.jit, static_argnames=("n_mc", "student_t"))
 def _predict_proba_sv(params, key, a_mat, k_diag_cond, *, n_mc, student_t):
     mean, var = _marginals(params, a_mat, k_diag_cond)
@@ -164,8 +243,11 @@ inference, n_samples, random_state, image_shape :
         As in :class:`ScaleMixtureNNGPRegressor` (``kernel`` is used with the Gaussian
         likelihood only).
     n_inducing : int, default=100
-        Inducing points for ``"softmax"`` (class-proportional random training points,
-        kept fixed).
+        Inducing points for ``"softmax"``, initialised at class-proportional random
+        training points.
+    learn_inducing : bool, default=True
+        Optimise the inducing inputs with the variational parameters (as in the paper's
+        code, note section 5b); ``False`` keeps them at their initial training points.
     max_iter : int, default=500
         Full-batch Adam steps for ``"softmax"``.
     learning_rate : float, default=1e-2
@@ -208,6 +290,7 @@ inference, n_samples, random_state, image_shape :
         random_state=None,
         image_shape=None,
         n_inducing=100,
+        learn_inducing=True,
         max_iter=500,
         learning_rate=1e-2,
         n_mc=16,
@@ -228,6 +311,7 @@ inference, n_samples, random_state, image_shape :
         self.random_state = random_state
         self.image_shape = image_shape
         self.n_inducing = n_inducing
+        self.learn_inducing = learn_inducing
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.n_mc = n_mc
@@ -319,24 +403,50 @@ inference, n_samples, random_state, image_shape :
                 log_a=jnp.asarray(math.log(alpha)),
                 log_b=jnp.asarray(math.log(beta)),
             )
-            params, losses = _fit_sv(
-                init,
-                key,
-                a_mat,
-                kdc,
-                chol,
-                jnp.asarray(onehot),
-                alpha,
-                beta,
-                jnp.asarray(self.learning_rate),
-                n_steps=int(self.max_iter),
-                n_mc=int(self.n_mc),
-                student_t=student_t,
-            )
+            if self.learn_inducing:
+                spec = (
+                    ("fn", self.kernel_fn)
+                    if self.kernel_fn is not None
+                    else ("preset", self.architecture, int(self.depth), self.activation)
+                )
+                params, losses = _fit_sv_inducing(
+                    init._replace(inducing=jnp.asarray(self.inducing_points_)),
+                    key,
+                    jnp.asarray(Xi),
+                    jnp.asarray(self._k_diag(Xi)),
+                    jnp.asarray(onehot),
+                    alpha,
+                    beta,
+                    jnp.asarray(self.learning_rate),
+                    float(self.W_std),
+                    float(self.b_std),
+                    float(self.noise),
+                    n_steps=int(self.max_iter),
+                    n_mc=int(self.n_mc),
+                    student_t=student_t,
+                    spec=spec,
+                )
+                self.inducing_points_ = np.asarray(params.inducing)
+                params = params._replace(inducing=None)
+            else:
+                params, losses = _fit_sv(
+                    init,
+                    key,
+                    a_mat,
+                    kdc,
+                    chol,
+                    jnp.asarray(onehot),
+                    alpha,
+                    beta,
+                    jnp.asarray(self.learning_rate),
+                    n_steps=int(self.max_iter),
+                    n_mc=int(self.n_mc),
+                    student_t=student_t,
+                )
         self.losses_ = np.asarray(losses)
         self.n_iter_ = int(self.max_iter)
         check_finite_result("the ELBO", self.losses_[-1:], "Lower learning_rate or raise noise.")
-        self.sv_params_ = SVParams(*(np.asarray(p) for p in params))
+        self.sv_params_ = SVParams(*(np.asarray(p) for p in params[:4]))
         self.student_t_ = student_t
         if student_t:
             self.scale_posterior_ = (float(np.exp(params.log_a)), float(np.exp(params.log_b)))
@@ -350,12 +460,13 @@ inference, n_samples, random_state, image_shape :
         chol = jnp.linalg.cholesky(jnp.asarray(k_zz))
         check_finite_result("the inducing-point Cholesky factor", chol, "Increase noise.")
         k_xz = jnp.asarray(reg._k(Xi, z, "nngp"))
-        from gp.kernels import kernel_diagonal
-
-        k_xx = jnp.asarray(kernel_diagonal(reg._kernel_fn(), Xi))
+        k_xx = jnp.asarray(self._k_diag(Xi))
         a_mat = cho_solve((chol, True), k_xz.T).T
         kdc = jnp.maximum(k_xx - jnp.sum(a_mat * k_xz, axis=1), 0.0)
         return a_mat, kdc, chol
+
+    def _k_diag(self, Xi):
+        return kernel_diagonal(self._reg._kernel_fn(), Xi)
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes).
@@ -371,7 +482,7 @@ inference, n_samples, random_state, image_shape :
         Xi = self._reg._inputs(X)
         with x64_scope():
             a_mat, kdc, _ = self._conditionals(Xi)
-            params = SVParams(*(jnp.asarray(p) for p in self.sv_params_))
+            params = SVParams(*(jnp.asarray(p) for p in self.sv_params_[:4]))
             proba = _predict_proba_sv(
                 params, jax.random.PRNGKey(0), a_mat, kdc, n_mc=1000, student_t=self.student_t_
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -11,38 +12,64 @@ import numpyro
 import numpyro.distributions as dist
 import scipy.linalg
 import scipy.stats
+from scipy.linalg import lapack
 from sklearn.base import RegressorMixin
 
+from gp._linalg import cholesky_lower_inplace, restore_lower, zero_strict_upper
 from gp._type2 import fit_type2
 from gp.kernels import (
     _cached_kernel_fn,
     _default_batch_size,
+    _jitted,
+    _symmetric_block_size,
     kernel_diagonal,
     kernel_matrix,
     preset_kernel,
+    rectangular_kernel_matrix,
+    symmetric_kernel_matrix,
 )
 from gp.posterior import (
     GPStatistics,
     ScalePosterior,
+    constant_log_marginal,
     constant_posterior,
     gp_statistics,
     importance_posterior,
     log_mixture_normal,
     log_student_t,
+    predict_latent,
     quadrature_posterior,
+    student_t_log_marginal,
     student_t_posterior,
 )
-from gp.priors import Constant, InverseGamma, resolve_prior
+from gp.priors import BurrXII, Constant, InverseGamma, resolve_prior
 from mixtures.base import MixprocEstimator, check_finite_result, random_state_to_key, x64_scope
+from mixtures.distributions import BurrXII as _BurrXII
 
 __all__ = ["ScaleMixtureNNGPRegressor"]
 
 _INFERENCES = ("auto", "closed_form", "quadrature", "importance", "nuts")
 _JITTER_RETRIES = (1.0, 10.0, 100.0, 1000.0)
-#: Largest n factorised by SciPy/LAPACK on the host (verified up to n = 8000); above it the
-#: jitted JAX Cholesky is used, because SciPy's OpenBLAS potrf crashed (SIGSEGV) at n = 20000
-#: on the development machine.
-_HOST_MAX_N = 8192
+
+
+def _on_host() -> bool:
+    """Linear algebra on the host (SciPy/LAPACK, in place) when JAX computes on the CPU;
+    on an accelerator the jitted JAX path keeps everything on the device."""
+    return jax.default_backend() == "cpu"
+
+
+def _not_pd_error(noise):
+    return ValueError(
+        "the kernel matrix K + noise * tr(K)/n * I is not positive definite even with "
+        f"noise = {noise * _JITTER_RETRIES[-1]:g}. Remove duplicate/constant inputs or "
+        "increase noise."
+    )
+
+
+def _check_finite_rows(kc, what, block=1024):
+    """``check_finite_result`` in row blocks (no (n, n) boolean temporary)."""
+    for i in range(0, kc.shape[0], block):
+        check_finite_result(what, kc[i : i + block], "Check X and the kernel hyperparameters.")
 
 
 def _prior_kind(prior) -> str:
@@ -59,48 +86,105 @@ def _scale_model(quad, n_obs, prior):
     numpyro.factor("likelihood", -0.5 * n_obs * jnp.log(s2) - 0.5 * quad / s2)
 
 
-def _host_statistics(k, work, Yn, jitter):
-    r""":class:`~gp.posterior.GPStatistics` of :math:`\hat K = K + \eta I` by LAPACK.
+_HYPER_NAMES = ("W_std", "b_std", "noise")
+#: log-sd of the weakly-informative log-normal hyperparameter priors
+_HYPER_LOG_SD = {"W_std": 0.5, "b_std": 1.0, "noise": 1.0}
 
-    Same quantities as the jitted :func:`~gp.posterior.gp_statistics` (which type-II
-    maximum likelihood differentiates), computed on the host: the factorisation
-    overwrites ``work`` (Fortran order, so LAPACK needs no copy) and nothing else of
-    size (n, n) is allocated. Returns None when :math:`\hat K` is not positive definite.
+
+@functools.lru_cache(maxsize=32)
+def _hyper_model(architecture, depth, activation, kind, names):
+    """NumPyro model of the sampled hyperparameters (one function per structure, so
+    ``run_nuts`` reuses its compiled code)."""
+
+    def model(data, y, prior, centres):
+        p = {}
+        for name in _HYPER_NAMES:
+            if name in names:
+                p[name] = numpyro.sample(name, dist.LogNormal(centres[name], _HYPER_LOG_SD[name]))
+            else:
+                p[name] = jnp.exp(centres[name])
+        if "W_std" in names or "b_std" in names:
+            k = preset_kernel(
+                data,
+                None,
+                p["W_std"],
+                p["b_std"],
+                architecture=architecture,
+                depth=depth,
+                activation=activation,
+                get="nngp",
+            )
+        else:
+            k = data
+        stats = gp_statistics(k, y, p["noise"])
+        if kind == "inverse_gamma":  # scale marginalised: the Student-t marginal (note sec. 3)
+            lml = student_t_log_marginal(stats, prior.concentration, prior.rate)
+        elif kind == "constant":
+            lml = constant_log_marginal(stats, prior.value)
+        else:
+            s2 = numpyro.sample("s2", prior)
+            lml = -0.5 * (
+                stats.n_obs * jnp.log(2 * jnp.pi * s2)
+                + stats.n_outputs * stats.logdet
+                + stats.quad / s2
+            )
+        numpyro.factor("marginal_likelihood", lml)
+
+    return model
+
+
+def _host_factorise_inplace(kc, Yn, noise):
+    r"""Host (LAPACK) version of :func:`~gp.posterior.gp_statistics`, in place.
+
+    ``kc`` (C-ordered, symmetric :math:`K`) ends with :math:`L` in its lower triangle and
+    zeros above; nothing else of size (n, n) is allocated. The jitter
+    :math:`\eta = \mathrm{noise}\,\mathrm{tr}(K)/n` is raised x10, x100, x1000 when the
+    factorisation fails (the strict upper triangle still holds :math:`K`, so each retry
+    restores the lower one from it). Returns ``(stats, noise_used)``.
     """
-    np.copyto(work, k)
-    idx = np.arange(k.shape[0])
-    work[idx, idx] += jitter  # (``work.flat`` would walk all n^2 entries of an F array)
-    try:
-        # upper factor U of the Fortran-ordered array: OpenBLAS's lower-triangular potrf
-        # is ~5x slower here; L = U^T is then a C-ordered view (no copy)
-        upper = scipy.linalg.cholesky(work, lower=False, overwrite_a=True, check_finite=False)
-    except np.linalg.LinAlgError:
-        return None
-    d = np.diagonal(upper)
-    if not (np.all(np.isfinite(d)) and np.all(d > 0)):
-        return None
-    chol = upper.T
-    weights = scipy.linalg.cho_solve((upper, False), Yn, check_finite=False)  # R&W Alg. 2.1
-    c = Yn.shape[1]
-    return GPStatistics(
-        chol=chol,
+    n = kc.shape[0]
+    idx = np.arange(n)
+    diag = kc[idx, idx].copy()
+    base = float(np.sum(diag)) / n
+    for factor in _JITTER_RETRIES:
+        jitter = noise * factor * base
+        kc[idx, idx] = diag + jitter
+        if cholesky_lower_inplace(kc):
+            d = kc[idx, idx]
+            if np.all(np.isfinite(d)) and np.all(d > 0):
+                break
+        restore_lower(kc, diag)
+    else:
+        raise _not_pd_error(noise)
+    zero_strict_upper(kc)
+    # R&W Alg. 2.1, line 3; kc.T is F-ordered and holds U = L^T in its upper triangle
+    weights, info = lapack.dpotrs(kc.T, Yn, lower=0)
+    if info != 0:  # pragma: no cover (only for invalid arguments)
+        raise ValueError(f"LAPACK dpotrs failed with info = {info}.")
+    stats = GPStatistics(
+        chol=kc,
         weights=weights,
         quad=np.float64(np.sum(Yn * weights)),
         logdet=np.float64(2 * np.sum(np.log(d))),
         jitter=np.float64(jitter),
         n_obs=np.float64(Yn.size),
-        n_outputs=np.float64(c),
+        n_outputs=np.float64(Yn.shape[1]),
     )
+    return stats, noise * factor
 
 
 def _host_predict(chol, weights, k_sx, k_ss, full_cov):
     r"""Host version of :func:`~gp.posterior.predict_latent` (one triangular solve).
 
     :math:`\mu_* = K_{*X} W`, :math:`V = L^{-1}K_{X*}`, :math:`\Sigma_* = K_{**} - V^\top V`
-    (only its diagonal :math:`K_{**,ii} - \sum_j V_{ji}^2` unless ``full_cov``).
+    (only its diagonal :math:`K_{**,ii} - \sum_j V_{ji}^2` unless ``full_cov``). The solve
+    overwrites ``k_sx`` when it is writable (no second (n, m) array).
     """
     mean = k_sx @ weights
-    v = scipy.linalg.solve_triangular(chol, k_sx.T, lower=True, check_finite=False)
+    # L V = K_X*  <=>  U^T V = K_X* with U = chol.T (F-ordered, no copy)
+    v = scipy.linalg.solve_triangular(
+        chol.T, k_sx.T, lower=False, trans="T", overwrite_b=True, check_finite=False
+    )
     if full_cov:
         cov = k_ss - v.T @ v
     else:
@@ -153,7 +237,10 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         ``"auto"``: closed form for constant/inverse-gamma priors, quadrature otherwise.
     optimizer : {None, "lbfgs", "adam"}, default=None
         Type-II maximum likelihood of ``W_std``, ``b_std`` (presets only), ``noise`` and
-        the prior parameters (inverse-gamma ``alpha``, ``beta`` or constant value).
+        the prior parameters: inverse-gamma ``alpha``, ``beta`` or the constant value
+        (closed-form marginal likelihood), Burr XII ``c``, ``d`` (differentiable quadrature,
+        :func:`gp.posterior.quadrature_log_marginal`); other NumPyro priors keep their
+        parameters and only the kernel and noise are fitted (quadrature).
     n_samples : int, default=None
         Quadrature nodes (default 64), importance draws (default 1000, as in the paper) or
         NUTS draws (default 1000, after as many warm-up steps).
@@ -166,6 +253,15 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
     max_iter : int, default=100
         Optimiser steps for type-II maximum likelihood.
     verbose : int, default=0
+    sample_hyperparameters : bool or tuple of str, default=False
+        With ``inference="nuts"``: also sample kernel hyperparameters (``True`` = all of
+        ``("W_std", "b_std", "noise")``; ``W_std``/``b_std`` only for presets) under
+        weakly-informative log-normal priors centred at the constructor values (log-sd
+        0.5 for ``W_std``, 1 for ``b_std`` and ``noise``). The scale is marginalised in
+        closed form (inverse gamma, constant) or sampled jointly (other priors). The joint
+        draws are in ``inference_data_``; predictions plug in the posterior medians of the
+        sampled hyperparameters and use the exact scale posterior given them. An empty
+        tuple runs the same joint model with every hyperparameter fixed.
 
     Attributes
     ----------
@@ -176,7 +272,8 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
     hyperparameters_ : dict
         ``W_std``, ``b_std``, ``noise`` and prior parameters used (after optimisation).
     inference_data_ : arviz.InferenceData
-        Only with ``inference="nuts"``.
+        Only with ``inference="nuts"`` (joint hyperparameter draws with
+        ``sample_hyperparameters``).
     y_mean_, y_std_ : ndarray of shape (n_outputs,)
 
     Examples
@@ -209,6 +306,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         image_shape=None,
         max_iter=100,
         verbose=0,
+        sample_hyperparameters=False,
     ):
         self.prior = prior
         self.kernel = kernel
@@ -227,6 +325,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         self.image_shape = image_shape
         self.max_iter = max_iter
         self.verbose = verbose
+        self.sample_hyperparameters = sample_hyperparameters
 
     # ------------------------------------------------------------------ kernels
     def _inputs(self, X):
@@ -256,24 +355,40 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
             self.architecture, int(self.depth), self.activation, hp["W_std"], hp["b_std"]
         )
 
-    def _k(self, x1, x2=None, get="nngp"):
+    def _block_fn(self, get="nngp"):
+        """``(x1, x2_or_None) -> K`` for one block: the jitted preset kernel (traced
+        ``W_std``/``b_std``, so refits with other values never recompile) or the user's
+        ``kernel_fn`` jitted once per function."""
+        if self.kernel_fn is not None:
+            return _jitted(self.kernel_fn, get)
+        hp = self.hyperparameters_
+        w, b = hp["W_std"], hp["b_std"]
+        static = dict(architecture=self.architecture, depth=int(self.depth))
+        static.update(activation=self.activation, get=get)
+        return lambda x1, x2: preset_kernel(x1, x2, w, b, **static)
+
+    def _k(self, x1, x2=None, get="nngp", *, out=None, device=False):
+        """Kernel matrix ``K(x1, x2)`` (``x2=None``: symmetric ``K(x1, x1)``).
+
+        One device: square tiles of one padded shape (~512 rows), only the lower ones
+        for a symmetric matrix (:func:`~gp.kernels.symmetric_kernel_matrix`), written
+        into ``out`` when given. Several devices: ``nt.batch`` shards row blocks over
+        them. ``device=True`` returns a JAX array computed in one call (accelerators).
+        """
         n = max(x1.shape[0], 0 if x2 is None else x2.shape[0])
-        batch = _default_batch_size(n)
-        if self.kernel_fn is None and batch == 0 and jax.device_count() == 1:
-            hp = self.hyperparameters_
-            return np.asarray(
-                preset_kernel(
-                    x1,
-                    x2,
-                    hp["W_std"],
-                    hp["b_std"],
-                    architecture=self.architecture,
-                    depth=int(self.depth),
-                    activation=self.activation,
-                    get=get,
-                )
-            )
-        return kernel_matrix(self._kernel_fn(), x1, x2, get=get, batch_size=batch)
+        if device:
+            return self._block_fn(get)(x1, x2)
+        if jax.device_count() > 1:
+            k = kernel_matrix(self._kernel_fn(), x1, x2, get=get, batch_size=_default_batch_size(n))
+            if out is None:
+                return k
+            out[...] = k
+            return out
+        fn = self._block_fn(get)
+        bs = _symmetric_block_size(n)
+        if x2 is None:
+            return symmetric_kernel_matrix(fn, x1, block_size=bs, out=out)
+        return rectangular_kernel_matrix(fn, x1, x2, block_size=bs, out=out)
 
     # ------------------------------------------------------------------ validation
     def _check_params(self):
@@ -301,13 +416,9 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
                 f"inference='closed_form' needs a Constant or InverseGamma prior; got "
                 f"{type(prior).__name__}. Use inference='quadrature', 'importance' or 'nuts'."
             )
-        if kind == "constant" and inference in ("quadrature", "importance", "nuts"):
+        joint = inference == "nuts" and self.sample_hyperparameters not in (None, False)
+        if kind == "constant" and inference in ("quadrature", "importance", "nuts") and not joint:
             inference = "closed_form"  # a point mass has nothing to integrate
-        if self.optimizer is not None and kind == "other":
-            raise ValueError(
-                "type-II maximum likelihood needs a Constant or InverseGamma prior (closed-form "
-                f"marginal likelihood); got {type(prior).__name__}."
-            )
         return prior, kind, inference
 
     # ------------------------------------------------------------------ fit
@@ -348,22 +459,27 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
             hp["beta"] = float(prior.rate)
         elif kind == "constant":
             hp["value"] = float(prior.value)
+        elif isinstance(prior, _BurrXII):
+            hp["c"], hp["d"] = float(prior.c), float(prior.d)
         self.hyperparameters_ = hp
         key = random_state_to_key(self.random_state)
         self.n_iter_ = 1  # one exact solve unless type-II optimisation runs
         with x64_scope():
+            hyper = self._hyper_names(inference)
+            if hyper:
+                self._sample_hyperparameters(Xi, Yn, kind, prior, hyper, key)
+                hp = self.hyperparameters_
             if self.optimizer is not None:
-                self._optimise(Xi, Yn, kind)
+                self._optimise(Xi, Yn, kind, prior)
                 hp = self.hyperparameters_
                 if kind == "inverse_gamma":
                     self.prior_ = InverseGamma(hp["alpha"], hp["beta"])
-                else:
+                elif kind == "constant":
                     self.prior_ = Constant(hp["value"])
-            k_xx = self._k(Xi, None, "nngp")
-            check_finite_result(
-                "the training kernel matrix", k_xx, "Check X and the kernel hyperparameters."
-            )
-            stats = self._factorise(k_xx, Yn, hp["noise"])
+                elif "c" in hp:
+                    self.prior_ = BurrXII(hp["c"], hp["d"], float(prior.scale))
+                prior = self.prior_
+            stats, k_xx = self._fit_kernel_statistics(Xi, Yn, hp["noise"])
             self.X_fit_ = Xi
             self.chol_ = np.asarray(stats.chol)
             self.weights_ = np.asarray(stats.weights)
@@ -376,44 +492,46 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
                 self.log_marginal_likelihood_ = float(self.scale_posterior_.log_marginal_likelihood)
         return self
 
-    def _factorise(self, k, Yn, noise):
-        r"""Host (LAPACK) version of :func:`gp.posterior.gp_statistics`, jitter retries.
+    def _fit_kernel_statistics(self, Xi, Yn, noise):
+        """Training kernel and its :class:`~gp.posterior.GPStatistics`.
 
-        ``k`` is not modified; one (n, n) work array holds :math:`\hat K` and then, in
-        place, its Cholesky factor.
+        Host: the kernel is written into one C-ordered (n, n) array that the Cholesky
+        factor then overwrites in place (:mod:`gp._linalg`), so ``fit`` holds one (n, n)
+        matrix (a second, the kernel itself, only for ``kernel="ntk"``). Accelerator:
+        the kernel, factorisation and solves stay on the device (jitted
+        :func:`~gp.posterior.gp_statistics`); only the factor is copied back.
+        Returns ``(stats, k_xx_or_None)``.
         """
-        k = np.asarray(k, dtype=np.float64)
-        n = k.shape[0]
-        if n > _HOST_MAX_N:
-            return self._factorise_jax(k, Yn, noise)
-        diag = np.einsum("ii->i", k)  # a view
-        base = float(np.sum(diag)) / n
-        work = np.empty((n, n), dtype=np.float64, order="F")
-        for factor in _JITTER_RETRIES:
-            stats = _host_statistics(k, work, Yn, noise * factor * base)
-            if stats is not None:
-                self.noise_ = noise * factor
-                return stats
-        raise ValueError(
-            "the kernel matrix K + noise * tr(K)/n * I is not positive definite even with "
-            f"noise = {noise * _JITTER_RETRIES[-1]:g}. Remove duplicate/constant inputs or "
-            "increase noise."
-        )
+        n = Xi.shape[0]
+        if not _on_host():
+            k = self._k(Xi, None, "nngp", device=True)
+            stats = self._factorise_device(k, Yn, noise)
+            return stats, (np.asarray(k) if self.kernel == "ntk" else None)
+        kc = self._k(Xi, None, "nngp", out=np.empty((n, n)))
+        _check_finite_rows(kc, "the training kernel matrix")
+        k_xx = kc.copy() if self.kernel == "ntk" else None
+        stats, self.noise_ = _host_factorise_inplace(kc, Yn, noise)
+        return stats, k_xx
 
-    def _factorise_jax(self, k, Yn, noise):
-        """Jitted :func:`gp.posterior.gp_statistics` with jitter retries (large n)."""
+    def _factorise(self, k, Yn, noise):
+        """:class:`~gp.posterior.GPStatistics` of a given kernel matrix (not modified)."""
+        if not _on_host():
+            return self._factorise_device(jnp.asarray(k), Yn, noise)
+        stats, self.noise_ = _host_factorise_inplace(np.array(k, dtype=np.float64), Yn, noise)
+        return stats
+
+    def _factorise_device(self, k, Yn, noise):
+        """Jitted :func:`gp.posterior.gp_statistics` with jitter retries (accelerators)."""
+        yj = jnp.asarray(Yn)
         for factor in _JITTER_RETRIES:
-            stats = gp_statistics(jnp.asarray(k), jnp.asarray(Yn), noise * factor)
-            if np.all(np.isfinite(np.asarray(stats.chol))) and np.isfinite(float(stats.logdet)):
+            stats = gp_statistics(k, yj, noise * factor)
+            # a failed JAX Cholesky returns NaNs, which reach the log-determinant
+            if np.isfinite(float(stats.logdet)) and np.isfinite(float(stats.quad)):
                 self.noise_ = noise * factor
                 return GPStatistics(*(np.asarray(v) for v in stats))
-        raise ValueError(
-            "the kernel matrix K + noise * tr(K)/n * I is not positive definite even with "
-            f"noise = {noise * _JITTER_RETRIES[-1]:g}. Remove duplicate/constant inputs or "
-            "increase noise."
-        )
+        raise _not_pd_error(noise)
 
-    def _optimise(self, Xi, Yn, kind):
+    def _optimise(self, Xi, Yn, kind, prior):
         hp = dict(self.hyperparameters_)
         fit_kernel = self.kernel_fn is None
         if fit_kernel:
@@ -431,7 +549,8 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
             architecture=self.architecture,
             depth=int(self.depth),
             activation=self.activation,
-            prior_kind=kind,
+            prior_kind="burr12" if "c" in hp else kind,
+            prior=None if kind in ("inverse_gamma", "constant") else prior,
             fit_kernel=fit_kernel,
             optimizer=self.optimizer,
             max_iter=self.max_iter,
@@ -446,13 +565,68 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         hp = self.hyperparameters_
         if kind == "constant":
             return constant_posterior(stats, hp["value"])
-        if inference == "closed_form":
-            return student_t_posterior(stats, hp["alpha"], hp["beta"])
+        if inference == "closed_form" or (inference == "nuts" and self._hyper_names(inference)):
+            # with sampled hyperparameters the scale is exact given their medians
+            if kind == "inverse_gamma":
+                return student_t_posterior(stats, hp["alpha"], hp["beta"])
+            return quadrature_posterior(stats, prior, n_nodes=64)
         if inference == "quadrature":
             return quadrature_posterior(stats, prior, n_nodes=int(self.n_samples or 64))
         if inference == "importance":
             return importance_posterior(stats, prior, key, n_samples=int(self.n_samples or 1000))
         return self._nuts(stats, prior, key)
+
+    def _hyper_names(self, inference):
+        """Sampled hyperparameter names; ``()`` when the joint model is off. An empty
+        tuple/list gives ``("none",)``: the joint model with everything fixed."""
+        sh = self.sample_hyperparameters
+        if sh is None or sh is False:
+            return ()
+        names = _HYPER_NAMES if sh is True else sh
+        if isinstance(names, str) or any(n not in _HYPER_NAMES for n in names):
+            raise ValueError(
+                f"sample_hyperparameters must be a bool or a tuple of names from {_HYPER_NAMES}; "
+                f"got {sh!r}."
+            )
+        if inference != "nuts":
+            raise ValueError(
+                f"sample_hyperparameters needs inference='nuts'; got inference={inference!r}."
+            )
+        if self.kernel_fn is not None and ("W_std" in names or "b_std" in names):
+            raise ValueError(
+                "sampling W_std/b_std needs a preset architecture (kernel_fn is given); sample "
+                "only ('noise',)."
+            )
+        return tuple(n for n in _HYPER_NAMES if n in names) or ("none",)
+
+    def _sample_hyperparameters(self, Xi, Yn, kind, prior, names, key):
+        """Joint NUTS over the hyperparameters (and the scale for non-conjugate priors)."""
+        from mixtures.diagnostics import to_inference_data
+        from mixtures.inference import run_nuts
+
+        hp = self.hyperparameters_
+        names = tuple(n for n in names if n != "none")
+        kernel_sampled = "W_std" in names or "b_std" in names
+        data = Xi if kernel_sampled else self._k(Xi, None, "nngp")
+        model = _hyper_model(self.architecture, int(self.depth), self.activation, kind, names)
+        centres = {k: math.log(max(hp[k], 1e-12)) for k in _HYPER_NAMES}
+        n = int(self.n_samples or 1000)
+        res = run_nuts(
+            model,
+            data,
+            Yn,
+            prior,
+            centres,
+            key=key,
+            num_warmup=max(200, n),
+            num_samples=n,
+            verbose=self.verbose,
+        )
+        self.inference_data_ = to_inference_data(res)
+        hp = dict(hp)
+        for name in names:
+            hp[name] = float(np.median(np.asarray(res.samples[name])))
+        self.hyperparameters_ = hp
 
     def _nuts(self, stats, prior, key) -> ScalePosterior:
         from mixtures.diagnostics import to_inference_data
@@ -517,12 +691,18 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         X = self._validate_X(X, reset=False)
         Xi = self._inputs(X)
         with x64_scope():
-            k_sx = self._k(Xi, self.X_fit_, "nngp")
             if full_cov:
                 k_ss = self._k(Xi, None, "nngp")
             else:
-                fn = self._kernel_fn()
-                k_ss = kernel_diagonal(fn, Xi, get="nngp")
+                k_ss = kernel_diagonal(self._kernel_fn(), Xi, get="nngp")
+            if self.kernel == "nngp" and not _on_host():
+                k_sx = self._k(Xi, self.X_fit_, "nngp", device=True)
+                stats = GPStatistics(
+                    jnp.asarray(self.chol_), jnp.asarray(self.weights_), *([0.0] * 5)
+                )
+                mean, cov = predict_latent(stats, k_sx, jnp.asarray(k_ss), full_cov=full_cov)
+                return np.asarray(mean), np.asarray(cov)
+            k_sx = self._k(Xi, self.X_fit_, "nngp")
             if self.kernel == "nngp":
                 return _host_predict(self.chol_, self.weights_, k_sx, k_ss, full_cov)
             return self._latent_ntk(Xi, k_sx, k_ss, full_cov)

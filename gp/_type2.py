@@ -1,9 +1,13 @@
 """Type-II maximum likelihood through the neural-tangents kernel (note section 7, ICLR).
 
 Minimises :math:`-\\ln p(Y)/N` over log ``W_std``, log ``b_std``, log ``noise`` and the
-log prior parameters (``alpha``, ``beta`` of the inverse gamma, or the constant ``lv``)
-with SciPy L-BFGS-B or optax Adam. Both call one module-level jitted value-and-gradient
-with only the network structure static, so refits never recompile.
+log prior parameters (``alpha``, ``beta`` of the inverse gamma, the constant ``lv``, or
+Burr XII's ``c``, ``d``) with SciPy L-BFGS-B or optax Adam. Priors without a closed form
+use the differentiable quadrature marginal likelihood
+(:func:`gp.posterior.quadrature_log_marginal`); a generic NumPyro prior keeps its own
+parameters fixed and only the kernel and noise are fitted. Both optimisers call one
+module-level jitted value-and-gradient with only the network structure static, so refits
+never recompile.
 """
 
 from __future__ import annotations
@@ -19,9 +23,15 @@ import scipy.optimize
 from tqdm.auto import tqdm
 
 from gp.kernels import preset_kernel
-from gp.posterior import constant_log_marginal, gp_statistics, student_t_log_marginal
+from gp.posterior import (
+    constant_log_marginal,
+    gp_statistics,
+    quadrature_log_marginal,
+    student_t_log_marginal,
+)
+from mixtures.distributions import BurrXII
 
-__all__ = ["BOUNDS", "Type2Result", "fit_type2", "negative_log_marginal"]
+__all__ = ["BOUNDS", "PRIOR_KINDS", "Type2Result", "fit_type2", "negative_log_marginal"]
 
 #: Box for each hyperparameter; the optimiser works on an unconstrained u with
 #: p = lo * (hi / lo) ** sigmoid(u), so it cannot run off along the W_std / beta ridge
@@ -33,7 +43,13 @@ BOUNDS = {
     "alpha": (0.05, 1e3),
     "beta": (1e-4, 1e4),
     "value": (1e-4, 1e4),
+    "c": (0.05, 100.0),
+    "d": (0.05, 100.0),
 }
+
+#: ``prior_kind`` values: closed forms, Burr XII (``c``, ``d`` fitted by quadrature) and
+#: any other prior (passed as ``prior``, its parameters fixed, quadrature).
+PRIOR_KINDS = ("inverse_gamma", "constant", "burr12", "other")
 
 
 def _to_natural(u: dict) -> dict:
@@ -67,6 +83,7 @@ def negative_log_marginal(
     log_params: dict,
     data: jax.Array,
     y: jax.Array,
+    prior=None,
     *,
     architecture: str,
     depth: int,
@@ -78,7 +95,10 @@ def negative_log_marginal(
 
     ``data`` is the training inputs when ``fit_kernel`` (the kernel is rebuilt from
     ``W_std``/``b_std``) and a fixed kernel matrix otherwise. ``prior_kind`` is
-    ``"inverse_gamma"`` (keys ``alpha``, ``beta``) or ``"constant"`` (key ``value``).
+    ``"inverse_gamma"`` (keys ``alpha``, ``beta``; closed form), ``"constant"`` (key
+    ``value``; closed form), ``"burr12"`` (keys ``c``, ``d``; ``prior`` supplies the fixed
+    scale, default 1; quadrature) or ``"other"`` (``prior`` is any positive NumPyro
+    distribution with traceable ``log_prob``, kept fixed; quadrature).
     """
     p = _to_natural(log_params)
     if fit_kernel:
@@ -97,8 +117,13 @@ def negative_log_marginal(
     stats = gp_statistics(k, y, p["noise"])
     if prior_kind == "inverse_gamma":
         lml = student_t_log_marginal(stats, p["alpha"], p["beta"])
-    else:
+    elif prior_kind == "constant":
         lml = constant_log_marginal(stats, p["value"])
+    elif prior_kind == "burr12":
+        scale = 1.0 if prior is None else prior.scale
+        lml = quadrature_log_marginal(stats, BurrXII(p["c"], p["d"], scale))
+    else:
+        lml = quadrature_log_marginal(stats, prior)
     return -lml / stats.n_obs
 
 
@@ -122,6 +147,7 @@ def fit_type2(
     depth: int = 2,
     activation: str = "relu",
     prior_kind: str = "inverse_gamma",
+    prior=None,
     fit_kernel: bool = True,
     optimizer: str = "lbfgs",
     max_iter: int = 100,
@@ -139,7 +165,10 @@ def fit_type2(
     ----------
     init_params : dict of str to float
         Positive starting values (``W_std``, ``b_std`` when ``fit_kernel``; ``noise``;
-        ``alpha``/``beta`` or ``value``).
+        ``alpha``/``beta``, ``value`` or ``c``/``d`` by ``prior_kind``).
+    prior_kind : {"inverse_gamma", "constant", "burr12", "other"}
+        See :func:`negative_log_marginal`; ``prior`` is the NumPyro prior for
+        ``"burr12"`` (its scale) and ``"other"``.
     optimizer : {"lbfgs", "adam"}
     max_iter : int
         Maximum optimiser iterations; Adam stops earlier when the loss changes by less
@@ -149,6 +178,8 @@ def fit_type2(
     """
     if optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"optimizer must be 'lbfgs', 'adam' or None; got {optimizer!r}.")
+    if prior_kind not in PRIOR_KINDS:
+        raise ValueError(f"prior_kind must be one of {PRIOR_KINDS}; got {prior_kind!r}.")
     static = dict(
         architecture=architecture,
         depth=depth,
@@ -164,7 +195,7 @@ def fit_type2(
     best = [np.inf, log_params]
 
     def value_grad(p):
-        value, grad = _value_and_grad(p, data, y, **static)
+        value, grad = _value_and_grad(p, data, y, prior, **static)
         value = float(value)
         if np.isfinite(value) and value < best[0]:
             best[0], best[1] = value, p

@@ -13,6 +13,7 @@ several.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -28,6 +29,8 @@ __all__ = [
     "kernel_diagonal",
     "kernel_matrix",
     "preset_kernel",
+    "rectangular_kernel_matrix",
+    "symmetric_kernel_matrix",
 ]
 
 ARCHITECTURES = ("mlp", "cnn", "resnet")
@@ -218,6 +221,95 @@ def kernel_diagonal(kernel_fn: Callable, x, *, get: str = "nngp", batch_size: in
     xp = _pad_rows(x, bs)
     parts = [np.asarray(fn(xp[i : i + bs])) for i in range(0, xp.shape[0], bs)]
     return np.concatenate(parts)[:n]
+
+
+def _symmetric_block_size(n: int, target: int = 512) -> int:
+    """Block size for :func:`symmetric_kernel_matrix`: ~``target`` rows, a multiple of 8,
+    splitting ``n`` into equal blocks (so the padding is < 8 rows per block)."""
+    n_blocks = max(1, math.ceil(n / target))
+    return int(math.ceil(math.ceil(n / n_blocks) / 8) * 8)
+
+
+def symmetric_kernel_matrix(
+    block_fn: Callable, x, *, block_size: int = 0, out: np.ndarray | None = None
+) -> np.ndarray:
+    r"""Symmetric kernel matrix :math:`K_{XX}` from its lower-triangular blocks only.
+
+    With :math:`b` blocks per side only the :math:`b(b+1)/2` blocks :math:`K_{IJ}`,
+    :math:`J \le I`, are evaluated (about half the kernel cost for large :math:`b`); each
+    off-diagonal block is written to both :math:`(I, J)` and, mirrored, :math:`(J, I)`.
+    Every block has the same padded shape, so a jitted ``block_fn`` compiles twice (a
+    diagonal block ``block_fn(x_I, None)`` and an off-diagonal one ``block_fn(x_I, x_J)``)
+    whatever ``n``.
+
+    Parameters
+    ----------
+    block_fn : callable
+        ``block_fn(x1, x2_or_None) -> array of shape (n1, n2)`` (float64).
+    x : array-like of shape (n, ...)
+    block_size : int
+        Rows per block; ``0`` picks ~512 (see ``_symmetric_block_size``).
+    out : ndarray of shape (n, n), optional
+        Written in place (any memory order); a new C-ordered array otherwise. Nothing
+        else of size (n, n) is allocated.
+
+    Returns
+    -------
+    ndarray of shape (n, n)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(5.0)[:, None]
+    >>> k = symmetric_kernel_matrix(lambda a, b: a @ (a if b is None else b).T, x, block_size=2)
+    >>> bool(np.array_equal(k, x @ x.T))
+    True
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    b = int(block_size) if block_size > 0 else _symmetric_block_size(n)
+    if out is None:
+        out = np.empty((n, n), dtype=np.float64)
+    if n <= b:
+        out[...] = np.asarray(block_fn(x, None))
+        return out
+    xp = _pad_rows(x, b)
+    starts = range(0, n, b)
+    for i in starts:
+        ie = min(i + b, n)
+        xi = xp[i : i + b]
+        out[i:ie, i:ie] = np.asarray(block_fn(xi, None))[: ie - i, : ie - i]
+        for j in range(0, i, b):
+            blk = np.asarray(block_fn(xi, xp[j : j + b]))[: ie - i]
+            out[i:ie, j : j + b] = blk
+            out[j : j + b, i:ie] = blk.T
+    return out
+
+
+def rectangular_kernel_matrix(
+    block_fn: Callable, x1, x2, *, block_size: int = 0, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Cross kernel matrix ``K(x1, x2)`` in (block, block) tiles of one padded shape.
+
+    Uses the same compiled off-diagonal ``block_fn(a, b)`` as
+    :func:`symmetric_kernel_matrix` with the same ``block_size``.
+    """
+    x1 = np.asarray(x1, dtype=np.float64)
+    x2 = np.asarray(x2, dtype=np.float64)
+    n1, n2 = x1.shape[0], x2.shape[0]
+    b = int(block_size) if block_size > 0 else _symmetric_block_size(max(n1, n2))
+    if out is None:
+        out = np.empty((n1, n2), dtype=np.float64)
+    if max(n1, n2) <= b:
+        out[...] = np.asarray(block_fn(x1, x2))
+        return out
+    p1, p2 = _pad_rows(x1, b), _pad_rows(x2, b)
+    for i in range(0, n1, b):
+        ie = min(i + b, n1)
+        for j in range(0, n2, b):
+            je = min(j + b, n2)
+            out[i:ie, j:je] = np.asarray(block_fn(p1[i : i + b], p2[j : j + b]))[: ie - i, : je - j]
+    return out
 
 
 def _default_batch_size(n: int) -> int:

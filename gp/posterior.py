@@ -45,6 +45,7 @@ __all__ = [
     "log_student_t",
     "pareto_khat",
     "predict_latent",
+    "quadrature_log_marginal",
     "quadrature_posterior",
     "student_t_posterior",
 ]
@@ -278,6 +279,57 @@ _log_post_jit = jax.jit(_log_post)
 _log_post_nodes = jax.jit(jax.vmap(_log_post, in_axes=(0, None, None, None)))
 _dlog_post = jax.jit(jax.grad(_log_post))
 _d2log_post = jax.jit(jax.grad(jax.grad(_log_post)))
+
+
+def quadrature_log_marginal(stats: GPStatistics, prior, n_nodes: int = 64, n_newton: int = 8):
+    r"""Differentiable :math:`\ln p(Y)` for any scale prior by Gauss-Hermite quadrature.
+
+    The traceable counterpart of :func:`quadrature_posterior` (used by type-II maximum
+    likelihood, note section 7): the mode :math:`\hat t` of
+    :math:`g(t) = \ln H(e^t) + t - \frac N2 t - \frac{Q}{2e^t}` is located on a grid of
+    161 points over :math:`\ln(Q/N) \pm 20` and refined by ``n_newton`` guarded Newton
+    steps; with :math:`s = (-g''(\hat t))^{-1/2}`,
+
+    .. math::
+
+        \ln p(Y) \approx \operatorname{logsumexp}_k\big[\ln\omega_k + z_k^2
+        + g(\hat t + \sqrt2 s z_k)\big] + \ln(\sqrt2 s)
+        - \tfrac N2 \ln 2\pi - \tfrac C2 \ln|\hat K|.
+
+    :math:`\hat t` and :math:`s` are wrapped in ``stop_gradient``: the integral does not
+    depend on where the nodes are centred, so the gradient is that of the quadrature
+    rule at fixed nodes, exact to the rule's accuracy (~1e-8 with 64 nodes, tested
+    against the closed form and finite differences). ``prior`` may be any NumPyro
+    distribution with positive support whose ``log_prob`` is traceable (its parameters
+    may be traced).
+    """
+    quad, n_obs = stats.quad, stats.n_obs
+
+    def g(t):
+        return _log_post(t, prior, quad, n_obs)
+
+    dg, d2g = jax.grad(g), jax.grad(jax.grad(g))
+    center = jax.lax.stop_gradient(jnp.log(jnp.maximum(quad, 1e-300) / n_obs))
+    grid = center + jnp.linspace(-20.0, 20.0, 161, dtype=center.dtype)
+    g_grid = jax.vmap(g)(grid)
+    t = jax.lax.stop_gradient(grid[jnp.argmax(jnp.where(jnp.isfinite(g_grid), g_grid, -jnp.inf))])
+
+    def newton(_, t):
+        h, d = d2g(t), dg(t)
+        step = jnp.where(h < 0, -d / jnp.where(h < 0, h, -1.0), jnp.sign(d) * 0.25)
+        return jax.lax.stop_gradient(t + jnp.clip(step, -1.0, 1.0))
+
+    t_hat = jax.lax.fori_loop(0, n_newton, newton, t)
+    s = jax.lax.stop_gradient(jnp.maximum(-d2g(t_hat), 1e-12) ** -0.5)
+    z, w = np.polynomial.hermite.hermgauss(n_nodes)
+    nodes = t_hat + math.sqrt(2.0) * s * jnp.asarray(z)
+    lw = jnp.asarray(np.log(w) + z**2) + jax.vmap(g)(nodes)
+    return (
+        logsumexp(lw)
+        + jnp.log(math.sqrt(2.0) * s)
+        - 0.5 * n_obs * _LOG_2PI
+        - 0.5 * stats.n_outputs * stats.logdet
+    )
 
 
 def quadrature_posterior(stats: GPStatistics, prior, n_nodes: int = 64) -> ScalePosterior:

@@ -8,20 +8,20 @@ import subprocess
 import sys
 import textwrap
 
+import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
 import scipy.stats as st
-from jax.test_util import check_grads
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import Kernel
 
 import gp
 from gp import BurrXII, Constant, InverseGamma, ScaleMixtureNNGPRegressor, arccos_kernel
 from gp._neural_tangents import nt
-from gp._type2 import negative_log_marginal
+from gp._type2 import _value_and_grad
 from gp.kernels import build_network
 from mixtures.base import x64_scope
 
@@ -211,21 +211,40 @@ def test_finite_width_ensemble_matches_student_t_marginal():
     assert np.mean(np.abs(out) > 4 * np.sqrt(b / (a - 1) * k)) > 0.0
 
 
-def test_type2_gradients_and_improvement(fitted):
+def _check_type2_gradient(prior_kind, prior, u0):
+    """Gradient of -ln p(y)/N through the neural-tangents kernel vs central differences.
+
+    Uses the jitted value-and-gradient that ``fit_type2`` calls, on the same (X, y) shapes
+    and prior pytree, so the optimiser runs that follow compile nothing new.
+    """
     static = dict(
-        architecture="mlp", depth=2, activation="relu", prior_kind="inverse_gamma", fit_kernel=True
+        architecture="mlp", depth=2, activation="relu", prior_kind=prior_kind, fit_kernel=True
     )
     z = ((Y - Y.mean()) / Y.std())[:, None]
-    u0 = (0.1, -0.5, 0.2, 0.0, 0.1)  # unconstrained W_std, b_std, noise, alpha, beta
 
-    def f(w, b, n, a, bb):
-        params = dict(W_std=w, b_std=b, noise=n, alpha=a, beta=bb)
-        return negative_log_marginal(params, X[:12], z[:12], **static)
+    def value_grad(u):
+        p = {k: jnp.asarray(x, jnp.float64) for k, x in u.items()}
+        v, g = _value_and_grad(p, X, z, prior, **static)
+        return float(v), {k: float(x) for k, x in g.items()}
 
     with x64_scope():
-        # gradients through the neural-tangents kernel vs float64 central differences
-        args = tuple(jnp.asarray(v, jnp.float64) for v in u0)
-        check_grads(f, args, order=1, modes=("rev",), eps=1e-6)
+        _, grad = value_grad(u0)
+        eps = 1e-5
+        for name in u0:
+            up, dn = dict(u0), dict(u0)
+            up[name] += eps
+            dn[name] -= eps
+            fd = (value_grad(up)[0] - value_grad(dn)[0]) / (2 * eps)
+            # central differences: truncation ~ eps^2 f(3) ~ 1e-10, rounding ~ 1e-16/eps;
+            # for the quadrature marginal the nodes move with the parameters but its value
+            # is exact to ~1e-8 (note section 4): derivatives agree to ~1e-6
+            assert abs(fd - grad[name]) < 1e-6 * max(1.0, abs(fd)), (name, fd, grad[name])
+
+
+def test_type2_gradients_and_improvement(fitted):
+    # unconstrained W_std, b_std, noise, alpha, beta (see gp._type2.BOUNDS)
+    u0 = dict(W_std=0.1, b_std=-0.5, noise=0.2, alpha=0.0, beta=0.1)
+    _check_type2_gradient("inverse_gamma", None, u0)
     base = fitted["ig"]  # same prior and hyperparameters, no optimisation
     for opt, n_iter in (("lbfgs", 10), ("adam", 20)):
         reg = ScaleMixtureNNGPRegressor(
@@ -234,6 +253,72 @@ def test_type2_gradients_and_improvement(fitted):
         assert reg.log_marginal_likelihood_ > base.log_marginal_likelihood_ + 1.0
         assert reg.type2_losses_[-1] < reg.type2_losses_[0]
         assert reg.W_std == 1.5  # constructor parameters are never written back
+
+
+def test_type2_quadrature_for_burr_prior():
+    """Type-II ML without a closed form (differentiable quadrature marginal likelihood)."""
+    prior = BurrXII(2.0, 2.0)
+    u0 = dict(W_std=0.1, b_std=-0.5, c=0.3, d=-0.2, noise=0.2)
+    _check_type2_gradient("burr12", prior, u0)
+    base = ScaleMixtureNNGPRegressor(prior=prior, **HP).fit(X, Y)
+    reg = ScaleMixtureNNGPRegressor(prior=prior, optimizer="lbfgs", max_iter=8, **HP).fit(X, Y)
+    assert reg.log_marginal_likelihood_ > base.log_marginal_likelihood_ + 1.0
+    assert reg.type2_losses_[-1] < reg.type2_losses_[0]
+    # the fitted Burr prior is the one used for the (exact, quadrature) scale posterior
+    assert float(reg.prior_.c) == pytest.approx(reg.hyperparameters_["c"])
+    assert reg.scale_posterior_.error < 1e-6
+
+
+def test_nuts_samples_noise_with_scale_marginalised():
+    """sample_hyperparameters=("noise",): NUTS posterior of log(noise) vs a 1-D grid."""
+    reg = ScaleMixtureNNGPRegressor(
+        prior=InverseGamma(2.0, 2.0),
+        inference="nuts",
+        sample_hyperparameters=("noise",),
+        n_samples=400,
+        random_state=0,
+        **HP,
+    ).fit(X, Y)
+    draws = np.log(np.asarray(reg.inference_data_.posterior["noise"]).reshape(-1))
+    # reference: p(u | y) on a grid of u = log(noise): prior N(log 1e-2, 1) times the
+    # closed-form Student-t marginal MVT_4(z; 0, Khat(u)) (note section 3)
+    k = _kernel(X)
+    z = (Y - Y.mean()) / Y.std()
+    n = len(X)
+    u = np.log(1e-2) + np.linspace(-7, 7, 561)
+    base = np.trace(k) / n
+    eye = np.eye(n)
+    lik = [st.multivariate_t(np.zeros(n), k + np.exp(v) * base * eye, 4.0).logpdf(z) for v in u]
+    logp = st.norm(np.log(1e-2), 1.0).logpdf(u) + np.array(lik)
+    w = np.exp(logp - logp.max())
+    w /= w.sum()
+    mean = np.sum(w * u)
+    sd = np.sqrt(np.sum(w * (u - mean) ** 2))
+    ess = float(az.ess(draws[None]))
+    # Monte-Carlo error of the posterior mean: sd / sqrt(ESS); allow 5 of them
+    assert abs(draws.mean() - mean) < 5 * sd / np.sqrt(ess), (draws.mean(), mean, sd, ess)
+    assert abs(draws.std() / sd - 1) < 0.25  # a sd estimate's error ~ 1/sqrt(2 ESS) ~ 5%
+    # predictions plug in the posterior median, with the exact scale posterior given it
+    np.testing.assert_allclose(reg.hyperparameters_["noise"], np.median(np.exp(draws)))
+    plug = ScaleMixtureNNGPRegressor(
+        prior=InverseGamma(2.0, 2.0), **{**HP, "noise": reg.hyperparameters_["noise"]}
+    ).fit(X, Y)
+    np.testing.assert_allclose(reg.predict(XT), plug.predict(XT), rtol=1e-10)
+    np.testing.assert_allclose(reg.log_marginal_likelihood_, plug.log_marginal_likelihood_)
+
+
+def test_accelerator_path_equals_host_lapack_path(fitted, monkeypatch):
+    """The jitted JAX path used on GPUs/TPUs (forced here on the CPU) vs the in-place
+    LAPACK path: the same float64 algebra, different factorisation code."""
+    import gp._regressor as regressor_module
+
+    monkeypatch.setattr(regressor_module, "_on_host", lambda: False)
+    dev = ScaleMixtureNNGPRegressor(prior=InverseGamma(2.0, 2.0), **HP).fit(X, Y)
+    host = fitted["ig"]
+    np.testing.assert_allclose(dev.log_marginal_likelihood_, host.log_marginal_likelihood_)
+    for kw in ({"return_std": True}, {"return_cov": True}):
+        for a, b in zip(dev.predict(XT, **kw), host.predict(XT, **kw), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_pickle_round_trip_and_sample_y(fitted):
