@@ -7,13 +7,17 @@ Importing this package registers the bimodal toy tasks ``"mixproc/Bimodal-v0"`` 
 from mixtures.rl._buffer import ReplayBuffer, Transition
 from mixtures.rl._envs import BIMODAL_OPTIMA, BimodalEnv, bimodal_reward, register_envs
 from mixtures.rl._estimators import (
+    ENTROPIES,
     ESTIMATORS,
+    ROUTINGS,
     ActorLoss,
+    boltzmann_routing_target,
     evaluate_candidates,
     frequency_actor_loss,
     frequency_weight_loss,
     gaussian_actor_loss,
     gumbel_actor_loss,
+    mixture_log_prob_of_candidates,
     score_actor_loss,
     select_winners,
 )
@@ -42,6 +46,7 @@ register_envs()
 
 __all__ = [
     "BIMODAL_OPTIMA",
+    "ENTROPIES",
     "ESTIMATORS",
     "ActorLoss",
     "BimodalEnv",
@@ -50,6 +55,7 @@ __all__ = [
     "PPO",
     "PPOHyper",
     "PPOState",
+    "ROUTINGS",
     "ReplayBuffer",
     "SAC",
     "SACHyper",
@@ -57,6 +63,7 @@ __all__ = [
     "SACState",
     "Transition",
     "bimodal_reward",
+    "boltzmann_routing_target",
     "compute_gae",
     "evaluate_candidates",
     "frequency_actor_loss",
@@ -65,6 +72,7 @@ __all__ = [
     "gumbel_actor_loss",
     "init_ppo_state",
     "init_sac_state",
+    "mixture_log_prob_of_candidates",
     "policy_distribution",
     "ppo_act",
     "ppo_update",

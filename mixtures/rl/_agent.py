@@ -150,7 +150,7 @@ class _Agent(MixprocEstimator):
             while not done:
                 action, key = self._act_batch(self._preprocess_obs(obs)[None], key, mode)
                 obs, reward, terminated, truncated, _ = env.step(
-                    self._scale_action(np.asarray(action[0], np.float64))
+                    self._scale_action(np.asarray(action, np.float64)[0])
                 )
                 returns[ep] += float(reward)
                 done = terminated or truncated

@@ -19,10 +19,14 @@ from mixtures.rl._policy import MixturePolicy
 
 __all__ = [
     "ESTIMATORS",
+    "ROUTINGS",
+    "ENTROPIES",
     "ActorLoss",
+    "boltzmann_routing_target",
     "evaluate_candidates",
     "frequency_actor_loss",
     "frequency_weight_loss",
+    "mixture_log_prob_of_candidates",
     "gaussian_actor_loss",
     "gumbel_actor_loss",
     "score_actor_loss",
@@ -30,6 +34,8 @@ __all__ = [
 ]
 
 ESTIMATORS = ("frequency", "gumbel", "score")
+ROUTINGS = ("argmax", "boltzmann")
+ENTROPIES = ("primitive", "mixture")
 
 QFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -123,6 +129,49 @@ def gaussian_actor_loss(
     return ActorLoss(policy_loss, policy_loss, zero, log_prob, jnp.zeros(loc.shape[0], jnp.int32))
 
 
+def boltzmann_routing_target(soft_q: jax.Array, alpha) -> jax.Array:
+    r"""Soft routing target: the Boltzmann distribution over the candidates' soft values.
+
+    .. math::
+
+        t_k(s) = \operatorname{softmax}_k\big(\hat V_k(s) / \alpha\big),\qquad
+        \hat V_k = Q(s, a_k) - \alpha \log\pi_k(a_k \mid s)
+
+    It is the probability that primitive ``k`` wins when each candidate's soft value is
+    perturbed by independent ``alpha * Gumbel(0, 1)`` noise (Gumbel-max), so regressing
+    ``w`` on it has the same minimiser as regressing on the one-hot of that perturbed
+    winner, with less variance. The minimiser ``w_k ~ exp(V_k / alpha)`` maximises
+    ``sum_k w_k V_k + alpha H(w)``, the soft objective of a mixture whose primitives do
+    not overlap; as ``alpha -> 0`` it becomes PMOE's hard winner.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> boltzmann_routing_target(jnp.array([[1.0, 1.0]]), 0.1).tolist()
+    [[0.5, 0.5]]
+    """
+    return jax.nn.softmax(jax.lax.stop_gradient(soft_q) / alpha, axis=-1)
+
+
+def mixture_log_prob_of_candidates(policy: MixturePolicy, pre_tanh: jax.Array) -> jax.Array:
+    r"""Mixture log density of each primitive's candidate, weights held constant.
+
+    .. math::
+
+        \log\pi_{\mathrm{mix}}(a_k|s) = \log\sum_j \mathrm{sg}(w_j(s))\,
+            \mathcal N(u_k;\mu_j, \sigma_j) - \sum_d \log(1 - \tanh^2 u_{kd})
+
+    ``pre_tanh`` has shape (B, K, A); returns (B, K). Gradients reach every primitive's
+    mean and scale (through ``u_k`` and through the densities), not the mixing head.
+    """
+    detached = MixturePolicy(jax.lax.stop_gradient(policy.logits), policy.loc, policy.scale)
+    # Batch axis of the policy against the candidate axis: (B, 1, ...) vs (B, K, A).
+    expanded = MixturePolicy(
+        detached.logits[:, None], detached.loc[:, None], detached.scale[:, None]
+    )
+    return expanded.log_prob_pre_tanh(pre_tanh)
+
+
 def frequency_actor_loss(
     policy: MixturePolicy,
     q_fn: QFn,
@@ -130,6 +179,8 @@ def frequency_actor_loss(
     alpha,
     key: jax.Array,
     weight_coef=1.0,
+    routing: str = "argmax",
+    entropy: str = "primitive",
 ) -> ActorLoss:
     r"""PMOE's frequency approximate gradient (PMOE note, section 3, steps 1-5).
 
@@ -141,16 +192,79 @@ def frequency_actor_loss(
         L = \mathrm{mean}_s\big[\alpha \log\pi_{k^*}(a_{k^*}|s) - Q(s, a_{k^*})\big]
             + c_w\,\mathrm{mean}_{s,k}\big(w_k(s) - \mathbb 1[k=k^*]\big)^2
 
-    Losing primitives receive no policy gradient at that state; the score used for the
-    choice is Q only (no entropy term).
+    Losing primitives receive no policy gradient at that state; with the defaults
+    (``routing="argmax"``, ``entropy="primitive"``: the official code) the score used for
+    the choice is Q only and the entropy bonus is the winner's own.
+
+    Without the entropy term this is the reparameterised gradient of the best-of-K value
+    :math:`\mathbb E[\max_k Q(s, a_k)]`, which does not reward covering several optima:
+    on a task with two equally good actions one sharp primitive on one optimum already
+    attains it, a second, wide primitive still wins with lucky samples that land on a peak
+    (where :math:`\partial Q/\partial a = 0`, so it never moves) and keeps a routing
+    weight equal to its win rate, which ``"sample"``-mode acting then spends on its bad
+    mean (the dead-primitive effect of the note, section 3; ``benchmarks/RESULTS_pmoe.md``).
+
+    Maximum-entropy correction (``routing="boltzmann"``, ``entropy="mixture"``; ours, not
+    in the paper's code): the objective of SAC for the mixture,
+    :math:`\mathbb E_{k\sim w,\,a\sim\pi_k}[Q(s,a) - \alpha\log\pi_{\mathrm{mix}}(a|s)]`.
+
+    - ``entropy="mixture"``: the SAC loss of the winner uses
+      :math:`\log\pi_{\mathrm{mix}}(a_{k^*}|s)` (weights held constant,
+      :func:`mixture_log_prob_of_candidates`). Its gradient pushes primitives apart when
+      they overlap, since overlapping primitives lower the mixture entropy.
+    - ``routing="boltzmann"``: for non-overlapping primitives the objective is
+      :math:`\sum_k w_k (V_k - \alpha \log w_k)`, :math:`V_k = \mathbb E_{\pi_k}[Q -
+      \alpha\log\pi_k]`, maximised by :math:`w_k \propto \exp(V_k/\alpha)`. So ``w`` is
+      regressed on :math:`t = \mathrm{softmax}_k((Q_k - \alpha\log\pi_k(a_k|s))/\alpha)`
+      (:func:`boltzmann_routing_target`) and the trained primitive is the Gumbel-max
+      winner :math:`k^* = \arg\max_k(\log t_k + g_k)`, :math:`g_k\sim\mathrm{Gumbel}(0,1)`,
+      whose frequency is :math:`t` (so the regression keeps the "frequency" meaning). Tied
+      primitives keep equal weights; as :math:`\alpha\to 0` it is the hard winner again.
+
+    Parameters
+    ----------
+    policy : MixturePolicy
+        Batch shape (B,).
+    q_fn : callable
+        ``q_fn(obs, act) -> min(Q1, Q2)`` of shape (N,).
+    obs : array of shape (B, S)
+    alpha : scalar
+        Temperature.
+    key : PRNG key
+    weight_coef : scalar, default=1.0
+        :math:`c_w`.
+    routing : {"argmax", "boltzmann"}, default="argmax"
+    entropy : {"primitive", "mixture"}, default="primitive"
+
+    Returns
+    -------
+    ActorLoss
     """
-    draw = policy.rsample_components(key)
+    if routing not in ROUTINGS or entropy not in ENTROPIES:
+        raise ValueError(
+            f"routing must be one of {ROUTINGS} and entropy one of {ENTROPIES}; got "
+            f"routing={routing!r}, entropy={entropy!r}."
+        )
+    key_eps, key_g = jax.random.split(key) if routing == "boltzmann" else (key, None)
+    draw = policy.rsample_components(key_eps)
+    own_log_prob = draw.log_prob
+    if entropy == "mixture":
+        draw = draw._replace(log_prob=mixture_log_prob_of_candidates(policy, draw.pre_tanh))
     q = evaluate_candidates(q_fn, obs, draw.action)
-    winners = select_winners(q)
+    if routing == "argmax":
+        winners = select_winners(q)
+        weight_loss = frequency_weight_loss(policy.weights, winners)
+    else:
+        # Soft value of each primitive's candidate with its OWN density: the maximiser of
+        # sum_k w_k (V_k - alpha log w_k) is w_k ~ exp(V_k / alpha) (see the docstring).
+        soft_q = jax.lax.stop_gradient(q - alpha * own_log_prob)
+        target = boltzmann_routing_target(soft_q, alpha)
+        g = jax.random.gumbel(key_g, q.shape, q.dtype)
+        winners = jnp.argmax(jnp.log(target) + g, axis=-1)
+        weight_loss = jnp.mean((policy.weights - target) ** 2)
     log_prob = _take(draw.log_prob, winners)
     q_win = _take(q, winners)
     policy_loss = jnp.mean(alpha * log_prob - q_win)
-    weight_loss = frequency_weight_loss(policy.weights, winners)
     return ActorLoss(
         policy_loss + weight_coef * weight_loss, policy_loss, weight_loss, log_prob, winners
     )

@@ -416,8 +416,10 @@ class PPO(_Agent):
             }
             for t in range(T):
                 o = np.asarray(obs, np.float32)
-                a, logp, v, act_key = ppo_act(state.params, jnp.asarray(o)[None], act_key)
-                action = np.asarray(a[0])
+                a, logp, v, act_key = ppo_act(state.params, o[None], act_key)
+                # One transfer for the three outputs; index on the host.
+                a, logp, v = jax.device_get((a, logp, v))
+                action = a[0]
                 next_obs, reward, terminated, truncated, _ = env.step(self._scale_action(action))
                 buf["obs"][t], buf["action"][t] = o, action
                 buf["log_prob"][t], buf["value"][t] = float(logp[0]), float(v[0])
@@ -430,7 +432,7 @@ class PPO(_Agent):
                     # Bootstrap from the last observation of this episode (truncation or the
                     # end of the rollout).
                     _, _, nv, _ = ppo_act(
-                        state.params, jnp.asarray(next_obs, jnp.float32)[None], act_key
+                        state.params, np.asarray(next_obs, np.float32)[None], act_key
                     )
                     buf["next_value"][t] = float(nv[0])
                 if terminated or truncated:

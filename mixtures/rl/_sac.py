@@ -27,7 +27,9 @@ from mixtures.base import check_finite_result
 from mixtures.rl._agent import _Agent, seed_from_random_state
 from mixtures.rl._buffer import ReplayBuffer, Transition
 from mixtures.rl._estimators import (
+    ENTROPIES,
     ESTIMATORS,
+    ROUTINGS,
     frequency_actor_loss,
     gaussian_actor_loss,
     gumbel_actor_loss,
@@ -137,7 +139,7 @@ def _min_q(critic, obs, act):
     return jnp.minimum(q1, q2)
 
 
-def _next_action(actor, obs, key, policy_kind: str, estimator: str):
+def _next_action(actor, obs, key, policy_kind: str, estimator: str, entropy: str = "primitive"):
     """Action and log-probability at the next state for the critic target (note, §3 step 7)."""
     pi = policy_distribution(actor, obs)
     key_k, key_eps = jax.random.split(key)
@@ -146,33 +148,34 @@ def _next_action(actor, obs, key, policy_kind: str, estimator: str):
         u = loc + scale * jax.random.normal(key_eps, loc.shape, loc.dtype)
         return jnp.tanh(u), pi.log_prob_pre_tanh(u)
     a, (k, u) = pi.sample_with_intermediates(key)
-    if estimator == "gumbel":
+    if estimator == "gumbel" or (estimator == "frequency" and entropy == "mixture"):
         # The Gumbel arm regularises the mixture entropy, so its target uses log pi_mix.
         return a, pi.log_prob_pre_tanh(u)
     comp = pi.component_log_prob_pre_tanh(u)
     return a, jnp.take_along_axis(comp, k[:, None], axis=1)[:, 0]
 
 
-def _actor_loss(actor, critic, obs, alpha, key, hyper, policy_kind, estimator, gumbel_hard):
+def _actor_loss(actor, critic, obs, alpha, key, hyper, static):
+    policy_kind, estimator, gumbel_hard, _, routing, entropy = static
     pi = policy_distribution(actor, obs)
     q_fn = partial(_min_q, critic)
     if policy_kind == "gaussian":
         return gaussian_actor_loss(pi, q_fn, obs, alpha, key)
     if estimator == "frequency":
-        return frequency_actor_loss(pi, q_fn, obs, alpha, key, hyper.weight_coef)
+        return frequency_actor_loss(pi, q_fn, obs, alpha, key, hyper.weight_coef, routing, entropy)
     if estimator == "gumbel":
         return gumbel_actor_loss(pi, q_fn, obs, alpha, key, hyper.gumbel_temperature, gumbel_hard)
     return score_actor_loss(pi, q_fn, obs, alpha, key, hyper.weight_coef)
 
 
 def _sac_step(state: SACState, batch: Transition, key, hyper: SACHyper, static):
-    policy_kind, estimator, gumbel_hard, autotune = static
+    policy_kind, estimator, gumbel_hard, autotune, _, entropy = static
     key_target, key_actor = jax.random.split(key)
     alpha = jnp.exp(state.log_alpha)
 
     # Critic: y = r_scale r + gamma (1 - done) [min Q_targ(s', a') - alpha log pi(a'|s')].
     next_a, next_logp = _next_action(
-        state.actor, batch.next_obs, key_target, policy_kind, estimator
+        state.actor, batch.next_obs, key_target, policy_kind, estimator, entropy
     )
     q_next = _min_q(state.critic_target, batch.next_obs, next_a) - alpha * next_logp
     y = hyper.reward_scale * batch.reward + hyper.gamma * (1.0 - batch.done) * q_next
@@ -188,9 +191,7 @@ def _sac_step(state: SACState, batch: Transition, key, hyper: SACHyper, static):
 
     # Actor on the updated critic (constants for this gradient).
     def actor_loss_fn(actor):
-        out = _actor_loss(
-            actor, critic, batch.obs, alpha, key_actor, hyper, policy_kind, estimator, gumbel_hard
-        )
+        out = _actor_loss(actor, critic, batch.obs, alpha, key_actor, hyper, static)
         return out.loss, out
 
     (_, aux), grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor)
@@ -223,7 +224,10 @@ def _sac_step(state: SACState, batch: Transition, key, hyper: SACHyper, static):
     return new_state, metrics
 
 
-@partial(jax.jit, static_argnames=("policy_kind", "estimator", "gumbel_hard", "autotune"))
+@partial(
+    jax.jit,
+    static_argnames=("policy_kind", "estimator", "gumbel_hard", "autotune", "routing", "entropy"),
+)
 def sac_update(
     state: SACState,
     batches: Transition,
@@ -234,6 +238,8 @@ def sac_update(
     estimator: str = "frequency",
     gumbel_hard: bool = True,
     autotune: bool = True,
+    routing: str = "argmax",
+    entropy: str = "primitive",
 ) -> tuple[SACState, SACMetrics]:
     r"""Run ``n`` SAC gradient steps on minibatches stacked along the leading axis.
 
@@ -261,6 +267,11 @@ def sac_update(
         Straight-through Gumbel-softmax.
     autotune : bool
         Learn the temperature.
+    routing : {"argmax", "boltzmann"}
+        Routing target of the frequency estimator (see :func:`frequency_actor_loss`).
+    entropy : {"primitive", "mixture"}
+        Log-density in the frequency estimator's SAC and temperature losses and in the
+        critic target: the winner's own ``log pi_k`` (official) or the mixture's.
 
     Returns
     -------
@@ -268,7 +279,7 @@ def sac_update(
     metrics : SACMetrics
         Stacked over the ``n`` steps.
     """
-    static = (policy_kind, estimator, gumbel_hard, autotune)
+    static = (policy_kind, estimator, gumbel_hard, autotune, routing, entropy)
     n = batches.reward.shape[0]
     keys = jax.random.split(key, n)
 
@@ -313,6 +324,19 @@ class SAC(_Agent):
     estimator : {"frequency", "gumbel", "score"}, default="frequency"
         Gradient estimator for the primitive choice: PMOE's frequency approximate gradient,
         Gumbel-softmax or the score function.
+    routing : {"argmax", "boltzmann"}, default="argmax"
+        Routing target of the frequency estimator. ``"argmax"`` is the official PMOE code
+        (one-hot of the critic's best candidate). ``"boltzmann"`` regresses the weights on
+        ``softmax((Q_k - alpha log pi_k) / alpha)`` and picks the trained primitive by the
+        Gumbel-max of the same scores: the soft-optimal weights when the entropy of the
+        primitive choice is part of the objective. It keeps tied primitives alive (see
+        :func:`mixtures.rl.frequency_actor_loss`). Ignored by the other estimators.
+    entropy : {"primitive", "mixture"}, default="primitive"
+        Density in the frequency estimator's entropy bonus, temperature loss and critic
+        target: the winning primitive's own ``log pi_k`` (official) or the mixture's
+        ``log pi_mix`` (weights held constant), which penalises overlapping primitives.
+        ``routing="boltzmann", entropy="mixture"`` is the maximum-entropy correction that
+        covers both optima of the bimodal toy (``benchmarks/RESULTS_pmoe.md``).
     total_timesteps : int, default=50_000
         Environment steps.
     learning_starts : int, default=1000
@@ -370,6 +394,8 @@ class SAC(_Agent):
         "policy": [StrOptions({"mixture", "gaussian"})],
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "estimator": [StrOptions(set(ESTIMATORS))],
+        "routing": [StrOptions(set(ROUTINGS))],
+        "entropy": [StrOptions(set(ENTROPIES))],
         "total_timesteps": [Interval(Integral, 1, None, closed="left")],
         "learning_starts": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -402,6 +428,8 @@ class SAC(_Agent):
         policy="mixture",
         n_components=4,
         estimator="frequency",
+        routing="argmax",
+        entropy="primitive",
         total_timesteps=50_000,
         learning_starts=1000,
         batch_size=256,
@@ -430,6 +458,8 @@ class SAC(_Agent):
         self.policy = policy
         self.n_components = n_components
         self.estimator = estimator
+        self.routing = routing
+        self.entropy = entropy
         self.total_timesteps = total_timesteps
         self.learning_starts = learning_starts
         self.batch_size = batch_size
@@ -518,6 +548,8 @@ class SAC(_Agent):
             estimator=self.estimator,
             gumbel_hard=bool(self.gumbel_hard),
             autotune=bool(self.autotune_alpha),
+            routing=self.routing,
+            entropy=self.entropy,
         )
         buffer = ReplayBuffer(
             min(self.buffer_size, self.total_timesteps), self.obs_dim_, self.act_dim_
@@ -553,8 +585,9 @@ class SAC(_Agent):
             if t < self.learning_starts:
                 action = rng.uniform(-1.0, 1.0, self.act_dim_)
             else:
-                a, act_key = sac_act(state.actor, jnp.asarray(obs, jnp.float32)[None], act_key)
-                action = np.asarray(a[0], np.float64)
+                # Host-side indexing: one dispatch and one transfer per environment step.
+                a, act_key = sac_act(state.actor, np.asarray(obs, np.float32)[None], act_key)
+                action = np.asarray(a, np.float64)[0]
             next_obs, reward, terminated, truncated, _ = env.step(self._scale_action(action))
             buffer.add(obs, action, reward, next_obs, float(terminated))
             ep_return += float(reward)
