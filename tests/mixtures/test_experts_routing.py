@@ -84,7 +84,7 @@ def test_switch_aux_loss_uniform_and_fraction_sums_to_one():
     # router = identity-like on one-hot tokens with equal logits except a tiny winner margin
     params["router"] = jnp.eye(4) * 1e-6
     x = jnp.tile(jnp.eye(4), (5, 1))  # 20 tokens, 5 to each expert
-    _, aux = apply_moe(params, x, cfg)
+    _, aux = jax.jit(lambda p, x: apply_moe(p, x, cfg))(params, x)  # one compile, not op-by-op
     np.testing.assert_array_equal(np.asarray(aux.loads), [5, 5, 5, 5])
     f = np.asarray(aux.loads) / 20
     assert f.sum() == 1.0
@@ -98,7 +98,7 @@ def test_dropped_tokens_give_zero_output():
     params = init_moe(jax.random.PRNGKey(0), 3, 5, cfg)
     params["router"] = jnp.array([[10.0, -10.0]] * 3)  # everything prefers expert 0
     x = jnp.abs(jax.random.normal(jax.random.PRNGKey(1), (8, 3)))
-    y, aux = apply_moe(params, x, cfg)
+    y, aux = jax.jit(lambda p, x: apply_moe(p, x, cfg))(params, x)
     assert expert_capacity(8, 2, 1, 0.5) == 2
     assert np.all(np.abs(np.asarray(y[2:])) == 0.0)  # tokens 2..7 overflow expert 0
     assert float(aux.dropped_fraction) == 0.75

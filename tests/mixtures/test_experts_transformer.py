@@ -24,7 +24,7 @@ LM = TransformerConfig(
     n_heads=2,
     d_ff=16,
     n_encoder_layers=0,
-    n_decoder_layers=2,
+    n_decoder_layers=1,  # one layer: compilation dominates the test's CPU time
     max_len=16,
     moe=MoEConfig(n_experts=4, router="loss_free", k=2, capacity_factor=None, gate="sigmoid"),
     moe_every=1,
@@ -78,5 +78,5 @@ def test_loss_free_training_balances_and_learns():
     np.testing.assert_array_equal(h["loads"].sum(-1), 2 * 16 * 8)
     np.testing.assert_allclose(h["max_violation_batch"], np.asarray(max_violation(h["loads"])))
     assert h["loss"][-5:].mean() < 0.5 * h["loss"][:5].mean()
-    assert res.balancer_state.bias.shape == (2, 4) and int(res.balancer_state.step) == 60
+    assert res.balancer_state.bias.shape == (1, 4) and int(res.balancer_state.step) == 60
     assert np.abs(np.asarray(res.balancer_state.bias)).max() > 0
