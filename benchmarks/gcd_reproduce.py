@@ -6,139 +6,189 @@ are labelled (global draw, seed = run seed). Features of IN-50 are projected by 
 dims and re-normalised (GPC's Fig. 1 runs the E-step in a PCA space) so full covariances
 stay cheap. Accuracy is GCD "v2" (one Hungarian matching) on the unlabelled samples.
 
-Columns: SS-k-means with the true K; GCD Brent K-hat + SS-k-means; SS-GMM split/merge from
-K0 in {|Old|+1, K, 2K, 3K} with acceptance "mh" and "gpc"; the full alternating method
-(GeneralizedCategoryDiscovery, short schedule). Mean +- std over seeds.
+Arms: ``sskm`` SS-k-means with the true K; ``brent`` GCD Brent K-hat + SS-k-means;
+``ssgmm`` SS-GMM split/merge from K0 in {|Old|+1, K, 2K, 3K} with acceptance "mh" and
+"gpc" (``--assignment`` / ``--prior`` choose the SS-GMM variant; default: GPC's hard
+E-step with the scaled GPC prior); ``gcd`` the full alternating method
+(GeneralizedCategoryDiscovery, short schedule). Tables give mean +- std over seeds.
 
-Usage: ``python benchmarks/gcd_reproduce.py [--quick] [--seeds 5] [--data-dir DIR]``
+Sharding: ``--seeds 0 1 2 --sets imagenet50 --arms ssgmm --json part1.json`` runs one shard
+and writes its raw rows; ``--merge part1.json part2.json ...`` prints the tables of several
+shards without running anything.
+
+Usage: ``python benchmarks/gcd_reproduce.py [--quick] [--seeds 0 1 2 3 4] [--sets ...]
+[--arms sskm brent ssgmm gcd] [--json PATH] [--merge PATH ...] [--data-dir DIR]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import time
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.decomposition import PCA
-from sklearn.preprocessing import StandardScaler
-
-from gmm import (
-    GeneralizedCategoryDiscovery,
-    SemiSupervisedGMM,
-    SemiSupervisedKMeans,
-    cluster_accuracy,
-    estimate_n_clusters,
-    make_gcd_split,
-)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+SETS = ("digits", "imagenet50", "umap_usps", "umap_mnist")
+ARMS = ("sskm", "brent", "ssgmm", "gcd")
 
 
 def _l2(X):
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
-def load_sets(data_dir: pathlib.Path, quick: bool):
-    d = load_digits()
-    Xd = _l2(PCA(32, random_state=0).fit_transform(StandardScaler().fit_transform(d.data)))
-    sets = {"digits": (Xd, d.target.astype(int), 5)}
-    f = np.load(data_dir / "moco_imagenet50.npz")
-    X = _l2(PCA(32, random_state=0).fit_transform(f["X"].astype(np.float64)))
-    sets["imagenet50"] = (X, f["y"].astype(int), 25)
-    f = np.load(data_dir / "umap_usps.npz")
-    sets["umap_usps"] = (f["X"].astype(np.float64), f["y"].astype(int), 5)
-    if not quick:
-        f = np.load(data_dir / "umap_mnist.npz")
-        sets["umap_mnist"] = (f["X"].astype(np.float64), f["y"].astype(int), 5)
-    return sets
+def load_set(name: str, data_dir: pathlib.Path):
+    """Features, labels and the number of Old classes of one benchmark set."""
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    if name == "digits":
+        d = load_digits()
+        X = _l2(PCA(32, random_state=0).fit_transform(StandardScaler().fit_transform(d.data)))
+        return X, d.target.astype(int), 5
+    if name == "imagenet50":
+        f = np.load(data_dir / "moco_imagenet50.npz")
+        X = _l2(PCA(32, random_state=0).fit_transform(f["X"].astype(np.float64)))
+        return X, f["y"].astype(int), 25
+    if name in ("umap_usps", "umap_mnist"):
+        f = np.load(data_dir / f"{name}.npz")
+        return f["X"].astype(np.float64), f["y"].astype(int), 5
+    raise ValueError(f"unknown set {name!r}; expected one of {SETS}.")
 
 
-def run_set(name, X, y, n_old, seeds, k0_factors, acceptances, max_rounds, with_gcd=True):
+def run_set(name, X, y, n_old, seeds, arms, starts, rules, max_rounds, assignment, prior):
+    """Run the chosen arms on one set; return one dict per (seed, method)."""
+    from gmm import (
+        GeneralizedCategoryDiscovery,
+        SemiSupervisedGMM,
+        SemiSupervisedKMeans,
+        cluster_accuracy,
+        estimate_n_clusters,
+        make_gcd_split,
+    )
+
     K = int(np.unique(y).size)
-    rows: dict[str, list] = {}
+    out = []
 
-    def record(key, acc, k_hat, secs):
-        rows.setdefault(key, []).append((acc["all"], acc["old"], acc["new"], k_hat, secs))
+    def record(method, seed, labels, k_hat, secs, u, s, traj=None):
+        acc = cluster_accuracy(y[u], labels[u], s.old_mask[u])
+        row = {
+            "set": name, "method": method, "seed": int(seed), "K": K, "k_hat": int(k_hat),
+            "all": acc["all"], "old": acc["old"], "new": acc["new"], "seconds": secs,
+            "k_trajectory": traj,
+        }  # fmt: skip
+        out.append(row)
+        print(
+            f"  {name} seed={seed} {method}: All {acc['all']:.3f} Old {acc['old']:.3f} "
+            f"New {acc['new']:.3f} K-hat {k_hat} ({secs:.1f} s)",
+            flush=True,
+        )
 
+    k0_of = {"|Old|+1": n_old + 1, "K": K, "2K": 2 * K, "3K": 3 * K}
     for seed in seeds:
         s = make_gcd_split(y, range(n_old), 0.5, random_state=seed)
         u = ~s.labelled_mask
-
-        t = time.perf_counter()
-        km = SemiSupervisedKMeans(K, n_init=5, random_state=seed).fit(X, s.y)
-        record("SS-k-means (true K)", cluster_accuracy(y[u], km.labels_[u], s.old_mask[u]), K,
-               time.perf_counter() - t)  # fmt: skip
-
-        t = time.perf_counter()
-        sub = np.random.default_rng(seed).choice(len(X), min(len(X), 10000), replace=False)
-        k_hat = estimate_n_clusters(X[sub], s.y[sub], bounds=(n_old, 4 * K), n_init=3)
-        km = SemiSupervisedKMeans(k_hat, n_init=5, random_state=seed).fit(X, s.y)
-        record("GCD Brent + SS-k-means", cluster_accuracy(y[u], km.labels_[u], s.old_mask[u]),
-               k_hat, time.perf_counter() - t)  # fmt: skip
-
-        for acc_rule in acceptances:
-            for label, k0 in k0_factors(n_old, K):
-                t = time.perf_counter()
-                m = SemiSupervisedGMM(
-                    k0, acceptance=acc_rule, max_rounds=max_rounds, max_iter=50,
-                    random_state=seed,
-                ).fit(X, s.y)  # fmt: skip
-                record(f"SS-GMM {acc_rule} K0={label}",
-                       cluster_accuracy(y[u], m.labels_[u], s.old_mask[u]), m.n_components_,
-                       time.perf_counter() - t)  # fmt: skip
-        if with_gcd:
+        if "sskm" in arms:
+            t = time.perf_counter()
+            km = SemiSupervisedKMeans(K, n_init=5, random_state=seed).fit(X, s.y)
+            record("SS-k-means (true K)", seed, km.labels_, K, time.perf_counter() - t, u, s)
+        if "brent" in arms:
+            t = time.perf_counter()
+            sub = np.random.default_rng(seed).choice(len(X), min(len(X), 10000), replace=False)
+            k_hat = estimate_n_clusters(X[sub], s.y[sub], bounds=(n_old, 4 * K), n_init=3)
+            km = SemiSupervisedKMeans(k_hat, n_init=5, random_state=seed).fit(X, s.y)
+            record("GCD Brent + SS-k-means", seed, km.labels_, k_hat,
+                   time.perf_counter() - t, u, s)  # fmt: skip
+        if "ssgmm" in arms:
+            for rule in rules:
+                for label in starts:
+                    t = time.perf_counter()
+                    m = SemiSupervisedGMM(
+                        k0_of[label], assignment=assignment, prior=prior, acceptance=rule,
+                        max_rounds=max_rounds, max_iter=50, random_state=seed,
+                    ).fit(X, s.y)  # fmt: skip
+                    tag = f"{assignment}" + (", EB prior" if prior else "")
+                    record(f"SS-GMM ({tag}) {rule} K0={label}", seed, m.labels_, m.n_components_,
+                           time.perf_counter() - t, u, s,
+                           [int(k) for k in m.history_["n_components"]])  # fmt: skip
+        if "gcd" in arms:
             t = time.perf_counter()
             g = GeneralizedCategoryDiscovery(
                 2 * K, hidden_dim=64, n_epochs=3, steps_per_epoch=30, batch_size=128,
-                random_state=seed,
+                gmm_params={"assignment": assignment, "prior": prior}, random_state=seed,
             ).fit(X, s.y)  # fmt: skip
-            record("GPC alternating (K0=2K, 3 epochs)",
-                   cluster_accuracy(y[u], g.labels_[u], s.old_mask[u]), g.n_components_,
-                   time.perf_counter() - t)  # fmt: skip
-    print(f"\n### {name}: N={len(X)}, D={X.shape[1]}, K={K}, |Old|={n_old}, seeds={list(seeds)}")
-    print("| method | All | Old | New | K-hat | |K-hat-K|/K | s/run |")
-    print("|---|---|---|---|---|---|---|")
-    for key, vals in rows.items():
-        v = np.array(vals, dtype=float)
-        mu, sd = v.mean(0), v.std(0)
-        kerr = np.abs(v[:, 3] - K) / K
+            record("GPC alternating (K0=2K, 3 epochs)", seed, g.labels_, g.n_components_,
+                   time.perf_counter() - t, u, s)  # fmt: skip
+    return out
+
+
+def print_tables(rows):
+    """Markdown tables (mean +- std over seeds) from raw result rows."""
+    for name in dict.fromkeys(r["set"] for r in rows):
+        sub = [r for r in rows if r["set"] == name]
+        K = sub[0]["K"]
+        seeds = sorted({r["seed"] for r in sub})
+        print(f"\n### {name}: K = {K}, seeds = {seeds}")
         print(
-            f"| {key} | {mu[0]:.3f} ± {sd[0]:.3f} | {mu[1]:.3f} | {mu[2]:.3f} | "
-            f"{mu[3]:.1f} ± {sd[3]:.1f} | {kerr.mean():.2f} | {mu[4]:.1f} |"
+            "| method | n | All | Old | New | K-hat | mean abs(K-hat-K)/K | K-hat within 10% "
+            "| s/run |"
         )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for method in dict.fromkeys(r["method"] for r in sub):
+            v = [r for r in sub if r["method"] == method]
+            a = np.array([[r["all"], r["old"], r["new"], r["k_hat"], r["seconds"]] for r in v])
+            mu, sd = a.mean(0), a.std(0)
+            kerr = np.abs(a[:, 3] - K) / K
+            label = method.replace("|", "\\|")  # keep markdown columns intact
+            print(
+                f"| {label} | {len(v)} | {mu[0]:.3f} ± {sd[0]:.3f} | {mu[1]:.3f} | "
+                f"{mu[2]:.3f} | {mu[3]:.1f} ± {sd[3]:.1f} | {kerr.mean():.2f} | "
+                f"{int((kerr <= 0.1).sum())}/{len(v)} | {mu[4]:.1f} |"
+            )
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="1 seed, K0 in {|Old|+1, 2K}, no MNIST")
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--sets", nargs="*", default=None)
-    ap.add_argument("--no-gcd", action="store_true", help="skip the alternating method")
+    ap.add_argument("--quick", action="store_true", help="seed 0, K0 in {|Old|+1, 2K}, no MNIST")
+    ap.add_argument("--seeds", type=int, nargs="*", default=None, help="default 0 1 2 3 4")
+    ap.add_argument("--sets", nargs="*", default=None, choices=SETS)
+    ap.add_argument("--arms", nargs="*", default=list(ARMS), choices=ARMS)
+    ap.add_argument("--starts", nargs="*", default=None, choices=("|Old|+1", "K", "2K", "3K"))
+    ap.add_argument("--rules", nargs="*", default=["mh", "gpc"], choices=("mh", "gpc"))
+    ap.add_argument("--max-rounds", type=int, default=10)
+    ap.add_argument("--assignment", default="hard", choices=("hard", "soft"))
+    ap.add_argument("--prior", default="default", choices=("default", "empirical_bayes"))
+    ap.add_argument("--json", default=None, help="write the raw rows to this path")
+    ap.add_argument("--merge", nargs="*", default=None, help="print tables of JSON shards")
     ap.add_argument(
         "--data-dir",
         default=os.environ.get("MIXPROC_GCD_DATA", str(ROOT.parent / "shared" / "data" / "gcd")),
     )
     a = ap.parse_args(argv)
-    sets = load_sets(pathlib.Path(a.data_dir), a.quick)
-    if a.quick:
-        seeds = range(1)
-
-        def k0s(n_old, K):
-            return [("|Old|+1", n_old + 1), ("2K", 2 * K)]
-    else:
-        seeds = range(a.seeds)
-
-        def k0s(n_old, K):
-            return [("|Old|+1", n_old + 1), ("K", K), ("2K", 2 * K), ("3K", 3 * K)]
-
-    for name, (X, y, n_old) in sets.items():
-        if a.sets and name not in a.sets:
-            continue
-        run_set(name, X, y, n_old, seeds, k0s, ("mh", "gpc"), max_rounds=10,
-                with_gcd=not a.no_gcd)  # fmt: skip
+    if a.merge:
+        rows = []
+        for path in a.merge:
+            with open(path) as f:
+                rows += json.load(f)
+        print_tables(rows)
+        return rows
+    seeds = a.seeds if a.seeds is not None else ([0] if a.quick else list(range(5)))
+    sets = a.sets or ([s for s in SETS if s != "umap_mnist"] if a.quick else list(SETS))
+    starts = a.starts or (["|Old|+1", "2K"] if a.quick else ["|Old|+1", "K", "2K", "3K"])
+    prior = None if a.prior == "default" else a.prior
+    rows = []
+    for name in sets:
+        X, y, n_old = load_set(name, pathlib.Path(a.data_dir))
+        rows += run_set(name, X, y, n_old, seeds, a.arms, starts, a.rules, a.max_rounds,
+                        a.assignment, prior)  # fmt: skip
+        if a.json:  # write after every set so a cut-off shard keeps its rows
+            with open(a.json, "w") as f:
+                json.dump(rows, f, indent=1)
+    print_tables(rows)
+    return rows
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 
 from mixtures.base import MixprocEstimator, check_finite_result, x64_scope
 
-from ._kmeans import ss_kmeans, validate_semi_labels
-from ._niw import NIWPrior, cluster_stats, default_prior, map_gaussian
+from ._kmeans import _sqdist, ss_kmeans, validate_semi_labels
+from ._niw import NIWPrior, cluster_stats, default_prior, empirical_bayes_prior, map_gaussian
 from ._split_merge import split_merge_round
 from ._ssgmm_core import (
     GMMParams,
@@ -70,6 +70,15 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         Number of components (the starting K when ``split_merge=True``). ``None`` starts
         from ``max(2 L, L + 1, 2)`` for ``L`` known classes.
     covariance_type : {"full", "diag", "spherical"}, default="full"
+    assignment : {"soft", "hard"}, default="soft"
+        ``"soft"``: clamped soft EM with NIW-MAP updates between split/merge rounds (note
+        3.3). ``"hard"``: the E-step of the released GPC code (note 3.2): semi-supervised
+        k-means warm-started from the current means (nearest centre, labelled samples
+        clamped), with weights and NIW-MAP covariances computed from the hard clusters and
+        used only by the split/merge evidence; ``predict`` is then the nearest centre.
+        On overlapping, non-Gaussian classes with few samples per class (ImageNet-50 MoCo
+        features: about 50 per class in 32-d) the isotropic equal-weight rule is the more
+        accurate classifier, because 32-d full covariances from ~50 samples are noisy.
     split_merge : bool, default=True
     max_rounds : int, default=10
         Split/merge rounds (stops early after two rounds without an accepted move).
@@ -82,10 +91,14 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         No split when the parent or a child has at most this many samples.
     merge_neighbors : int, default=1
         Number of nearest components tested for a merge (GPC: 1, DeepDPM: 3).
-    prior : None, dict or NIWPrior, default=None
-        ``None`` uses :func:`gmm._niw.default_prior` (GPC's values scaled to the data); a
-        dict is passed to it as keyword arguments (``kind``, ``psi_scale``, ``kappa``,
-        ``nu``); a :class:`~gmm._niw.NIWPrior` is used as given.
+    prior : None, "empirical_bayes", dict or NIWPrior, default=None
+        ``None`` uses :func:`gmm._niw.default_prior` (GPC's values scaled to the data);
+        ``"empirical_bayes"`` fits the scale of ``Psi0`` to the labelled classes by
+        maximising their NIW evidence (:func:`gmm._niw.empirical_bayes_prior`; needs two or
+        more labelled classes; a dict with ``kind="empirical_bayes"`` passes its other keys
+        to it); any other dict is passed to :func:`~gmm._niw.default_prior` as keyword
+        arguments (``kind``, ``psi_scale``, ``kappa``, ``nu``); a
+        :class:`~gmm._niw.NIWPrior` is used as given.
     reg_covar : float, default=1e-6
     n_init : int, default=1
         Initialisations (semi-supervised k-means++) of the first EM phase; the best
@@ -134,6 +147,7 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         n_components=None,
         *,
         covariance_type="full",
+        assignment="soft",
         split_merge=True,
         max_rounds=10,
         acceptance="mh",
@@ -151,6 +165,7 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
+        self.assignment = assignment
         self.split_merge = split_merge
         self.max_rounds = max_rounds
         self.acceptance = acceptance
@@ -173,6 +188,8 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
                 "covariance_type must be 'full', 'diag' or 'spherical'; got "
                 f"{self.covariance_type!r}."
             )
+        if self.assignment not in ("soft", "hard"):
+            raise ValueError(f"assignment must be 'soft' or 'hard'; got {self.assignment!r}.")
         if self.acceptance not in ("mh", "gpc"):
             raise ValueError(f"acceptance must be 'mh' or 'gpc'; got {self.acceptance!r}.")
         if self.n_components is not None and not 1 <= int(self.n_components) <= n_samples:
@@ -188,16 +205,21 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         if self.reg_covar < 0:
             raise ValueError(f"reg_covar must be non-negative; got {self.reg_covar}.")
 
-    def _make_prior(self, X) -> NIWPrior:
+    def _make_prior(self, X, y) -> NIWPrior:
         if self.prior is None:
             return default_prior(X)
+        if isinstance(self.prior, str) and self.prior == "empirical_bayes":
+            return empirical_bayes_prior(X, y)
+        if isinstance(self.prior, dict) and self.prior.get("kind") == "empirical_bayes":
+            kw = {k: v for k, v in self.prior.items() if k != "kind"}
+            return empirical_bayes_prior(X, y, **kw)
         if isinstance(self.prior, NIWPrior):
             return self.prior
         if isinstance(self.prior, dict):
             return default_prior(X, **self.prior)
         raise ValueError(
-            f"prior must be None, a dict of default_prior arguments or an NIWPrior; got "
-            f"{type(self.prior).__name__}."
+            "prior must be None, 'empirical_bayes', a dict of default_prior arguments or an "
+            f"NIWPrior; got {self.prior!r}."
         )
 
     def _rng(self):
@@ -206,8 +228,27 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
             rs = int(rs.randint(2**31 - 1))
         return np.random.default_rng(rs)
 
-    def _run_em(self, ctx, weights, means, covs):
+    def _run_hard(self, ctx, means, rng):
+        """GPC's E-step: SS-k-means warm-started at ``means``; NIW-MAP Gaussians of the
+        hard clusters (note 3.2). Empty components above the known ids are dropped."""
+        X, y, prior = ctx["X"], ctx["y"], ctx["prior"]
+        n_fixed = ctx["n_fixed"]
+        k = means.shape[0]
+        _, labels, inertia, n_iter = ss_kmeans(
+            X, y, k, n_init=1, max_iter=int(self.max_iter), tol=1e-10, rng=rng, init=means
+        )
+        st = cluster_stats(X, labels, k)
+        keep = (st.n > 0) | (np.arange(k) < n_fixed)
+        st = type(st)(st.n[keep], st.mean[keep], st.scatter[keep])
+        m, c = map_gaussian(st, prior, self.reg_covar)
+        c = _project_cov(c, self.covariance_type)
+        w = (st.n + 1e-10) / (st.n + 1e-10).sum()
+        return w, m, c, -inertia / X.shape[0], n_iter, n_iter < int(self.max_iter)
+
+    def _run_em(self, ctx, weights, means, covs, rng=None):
         """Pad to the K bucket, run the jitted EM core, unpad."""
+        if self.assignment == "hard":
+            return self._run_hard(ctx, means, rng)
         X, y, mesh, prior, dev = ctx["X"], ctx["y"], ctx["mesh"], ctx["prior"], ctx["n_dev"]
         n, d = X.shape
         k = means.shape[0]
@@ -275,6 +316,8 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         return lp
 
     def _hard_labels(self, X, y, w, m, c):
+        if self.assignment == "hard":
+            return np.where(y >= 0, y, _sqdist(X, m).argmin(1))
         lp = self._log_prob(X, w, m, c)
         return np.where(y >= 0, y, lp.argmax(1))
 
@@ -311,7 +354,7 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         k0 = max(min(k0, n), n_fixed)
         offset = X.mean(0)
         Xc = X - offset
-        prior = self._make_prior(X)
+        prior = self._make_prior(X, y)
         prior = NIWPrior(np.asarray(prior.mean) - offset, prior.kappa, prior.nu, prior.psi)
         if np.asarray(prior.mean).shape != (d,) or np.asarray(prior.psi).shape != (d, d):
             raise ValueError(
@@ -319,7 +362,14 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
             )
         rng = self._rng()
         mesh = make_mesh()
-        ctx = {"X": Xc, "y": y, "mesh": mesh, "prior": prior, "n_dev": mesh.devices.size}
+        ctx = {
+            "X": Xc,
+            "y": y,
+            "mesh": mesh,
+            "prior": prior,
+            "n_dev": mesh.devices.size,
+            "n_fixed": n_fixed,
+        }
         protected = np.zeros(k0, dtype=bool)
         protected[known] = True
 
@@ -330,7 +380,7 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
             m, c = map_gaussian(st, prior, self.reg_covar)
             c = _project_cov(c, self.covariance_type)
             w = (st.n + 1e-10) / (st.n + 1e-10).sum()
-            out = self._run_em(ctx, w, m, c)
+            out = self._run_em(ctx, w, m, c, rng)
             if best is None or out[3] > best[3]:
                 best = out
         w, m, c, lb, n_iter, conv = best
@@ -360,7 +410,7 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
                 moved = rr.n_splits + rr.n_merges
                 if moved:
                     w, m, c, lb, n_iter, conv = self._run_em(
-                        ctx, rr.weights, rr.means, rr.covariances
+                        ctx, rr.weights, rr.means, rr.covariances, rng
                     )
                 history["n_components"].append(m.shape[0])
                 history["log_likelihood"].append(lb)
@@ -416,7 +466,11 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
             return np.asarray(jnp.exp(lp - logsumexp(lp, axis=1, keepdims=True)))
 
     def predict(self, X):
-        """Most probable component (ids ``< L`` are the known classes)."""
+        """Most probable component (``assignment="hard"``: nearest mean); ids ``< L`` are
+        the known classes."""
+        if self.assignment == "hard":
+            check_is_fitted(self)
+            return _sqdist(self._validate_X(X, reset=False), self.means_).argmin(1)
         return self._lp(X).argmax(1)
 
     def _n_parameters(self):

@@ -72,9 +72,10 @@ def make_mesh(devices=None) -> Mesh:
 
 
 def block_layout(n_samples: int, n_components: int, n_features: int, n_devices: int):
-    """Choose ``(block_size, n_blocks_total)`` so a block holds about 2**20 floats per
-    ``(block, K, D)`` intermediate and ``n_blocks_total`` is a multiple of ``n_devices``."""
-    target = max(64, (1 << 20) // max(1, n_components * n_features))
+    """Choose ``(block_size, n_blocks_total)`` so a block's ``[vech(x x^T), x]`` features
+    hold about 2**20 floats and ``n_blocks_total`` is a multiple of ``n_devices``."""
+    width = n_features * (n_features + 3) // 2 + n_components  # [vech(xx^T), x] + K
+    target = max(64, (1 << 20) // max(1, width))
     block = 1 << int(math.floor(math.log2(min(target, 8192))))
     per_dev = -(-n_samples // n_devices)
     block = max(8, min(block, 1 << int(math.ceil(math.log2(max(per_dev, 1))))))
@@ -90,23 +91,54 @@ def precision_cholesky(covariances: jax.Array) -> jax.Array:
     return jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)
 
 
-def _log_prob_block(xb, log_w, means, prec_chol):
-    """``log pi_k + log N(x | mu_k, Sigma_k)`` for a block, in matmul form (B, K)."""
-    d = xb.shape[-1]
-    k = means.shape[0]
-    p_flat = jnp.transpose(prec_chol, (1, 0, 2)).reshape(d, k * d)  # one GEMM for all k
-    y = (xb @ p_flat).reshape(-1, k, d) - jnp.einsum("kd,kde->ke", means, prec_chol)
+def _sym_index(d: int):
+    """Upper-triangle index pairs ``(i_p, j_p)`` and the weights 1 (i = j) / 2 (i < j)."""
+    iu, ju = np.triu_indices(d)
+    return iu, ju, np.where(iu == ju, 1.0, 2.0)
+
+
+def _quad_features(xb, iu, ju):
+    """``[vech(x x^T), x]`` per row, shape (B, D(D+1)/2 + D)."""
+    return jnp.concatenate([xb[:, iu] * xb[:, ju], xb], axis=1)
+
+
+def _quad_coefficients(log_w, means, prec_chol, iu, ju, sym_w):
+    r"""Coefficients ``C`` (P + D, K) and offsets ``c`` (K,) with
+    ``log pi_k + log N(x | mu_k, Sigma_k) = [vech(x x^T), x] @ C + c``.
+
+    .. math::
+
+        -\tfrac12 (x - \mu_k)^T \Lambda_k (x - \mu_k)
+        = -\tfrac12 \sum_{i \le j} (2 - \delta_{ij}) \Lambda_{k,ij} x_i x_j
+        + x^T \Lambda_k \mu_k - \tfrac12 \mu_k^T \Lambda_k \mu_k
+    """
+    d = means.shape[-1]
+    prec = prec_chol @ jnp.swapaxes(prec_chol, -1, -2)  # Lambda_k = P_k P_k^T
+    quad = -0.5 * prec[:, iu, ju] * sym_w  # (K, P)
+    lin = jnp.einsum("kde,ke->kd", prec, means)  # Lambda_k mu_k
     log_det = jnp.sum(jnp.log(jnp.diagonal(prec_chol, 0, -2, -1)), -1)
-    return -0.5 * (d * jnp.log(2 * jnp.pi) + jnp.sum(y * y, -1)) + log_det + log_w
+    const = log_w + log_det - 0.5 * (d * jnp.log(2 * jnp.pi) + jnp.sum(lin * means, -1))
+    return jnp.concatenate([quad, lin], axis=1).T, const
 
 
 def _local_stats(xs, ys, ws, log_w, means, prec_chol):
+    """Blocked E-step and statistics with two GEMMs per block and no (B, K, D) array.
+
+    With ``q_i = [vech(x_i x_i^T), x_i]`` (P + D columns, P = D(D+1)/2) the log joint is
+    ``q_i @ C + c`` (:func:`_quad_coefficients`) and the statistics ``sum_i r_ik x_i`` and
+    ``sum_i r_ik x_i x_i^T`` are the columns of ``R^T Q``: about ``2 N K D^2`` flops per
+    iteration instead of the ``4 N K D^2`` of per-component whitening plus scatter.
+    """
     k, d = means.shape
     dt = xs.dtype
+    iu, ju, sym_w = _sym_index(d)
+    n_sym = iu.size
+    coef, const = _quad_coefficients(log_w, means, prec_chol, iu, ju, jnp.asarray(sym_w, dt))
 
     def body(carry, blk):
         xb, yb, wb = blk
-        lp = _log_prob_block(xb, log_w, means, prec_chol)
+        q = _quad_features(xb, iu, ju)
+        lp = q @ coef + const
         lse = logsumexp(lp, axis=1)
         labelled = yb >= 0
         ysafe = jnp.where(labelled, yb, 0)
@@ -115,28 +147,21 @@ def _local_stats(xs, ys, ws, log_w, means, prec_chol):
         resp = jnp.where(labelled[:, None], onehot, jnp.exp(lp - lse[:, None])) * wb[:, None]
         ll_lab = jnp.take_along_axis(lp, ysafe[:, None], axis=1)[:, 0]
         ll = jnp.sum(jnp.where(wb > 0, jnp.where(labelled, ll_lab, lse) * wb, 0.0))
-        # second moments as one GEMM: (r_ik x_i)^T x_i stacked over k -> (K*D, D).
-        # The shell centres X globally, so the later "minus N xbar xbar^T" loses few digits.
-        rx = (resp[:, :, None] * xb[:, None, :]).reshape(xb.shape[0], k * d)
-        counts, sums, scat, tot_ll, tot_w = carry
-        scat = scat + (rx.T @ xb).reshape(k, d, d)
-        return (
-            counts + resp.sum(0),
-            sums + resp.T @ xb,
-            scat,
-            tot_ll + ll,
-            tot_w + wb.sum(),
-        ), None
+        counts, rq, tot_ll, tot_w = carry
+        return (counts + resp.sum(0), rq + resp.T @ q, tot_ll + ll, tot_w + wb.sum()), None
 
     init = (
         jnp.zeros((k,), dt),
-        jnp.zeros((k, d), dt),
-        jnp.zeros((k, d, d), dt),
+        jnp.zeros((k, n_sym + d), dt),
         jnp.zeros((), dt),
         jnp.zeros((), dt),
     )
-    out, _ = lax.scan(body, init, (xs, ys, ws))
-    return out
+    (counts, rq, tot_ll, tot_w), _ = lax.scan(body, init, (xs, ys, ws))
+    # unpack vech -> symmetric (K, D, D); the shell centres X, so "S - N xbar xbar^T"
+    # in the M-step loses few digits
+    scat = jnp.zeros((k, d, d), dt).at[:, iu, ju].set(rq[:, :n_sym])
+    scat = scat.at[:, ju, iu].set(rq[:, :n_sym])
+    return counts, rq[:, n_sym:], scat, tot_ll, tot_w
 
 
 def _stats_fn(mesh: Mesh):
@@ -283,7 +308,12 @@ def fit_em(
 def _log_prob_all(xs, params: GMMParams, active):
     prec = precision_cholesky(params.covariances)
     log_w = jnp.where(active, jnp.log(jnp.where(active, params.weights, 1.0)), -jnp.inf)
-    return lax.map(lambda xb: _log_prob_block(xb, log_w, params.means, prec), xs)
+    d = params.means.shape[-1]
+    iu, ju, sym_w = _sym_index(d)
+    coef, const = _quad_coefficients(
+        log_w, params.means, prec, iu, ju, jnp.asarray(sym_w, xs.dtype)
+    )
+    return lax.map(lambda xb: _quad_features(xb, iu, ju) @ coef + const, xs)
 
 
 def estimate_log_prob_blocks(xs, params: GMMParams, active) -> jax.Array:

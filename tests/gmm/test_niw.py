@@ -10,6 +10,7 @@ from gmm._niw import (
     NIWPrior,
     cluster_stats,
     default_prior,
+    empirical_bayes_prior,
     log_hastings_merge,
     log_hastings_split,
     map_gaussian,
@@ -140,3 +141,29 @@ def test_default_prior_values_and_errors():
         default_prior(X, nu=3)
     with pytest.raises(ValueError, match="kind"):
         default_prior(X, kind="nope")
+
+
+def test_empirical_bayes_prior_maximises_labelled_evidence():
+    rng = np.random.default_rng(3)
+    A = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.3, 0.5]])
+    X = np.concatenate([rng.normal(c, 1.0, (30, 3)) @ A for c in (0.0, 3.0, 6.0, 9.0)])
+    y = np.repeat(np.arange(4), 30)
+    y[::3] = -1  # unlabelled samples do not enter the fit
+
+    def total(prior):  # independent evidence (scipy densities, Chib's identity)
+        return sum(_scipy_log_evidence(X[y == c], prior) for c in range(4))
+
+    # the optimisers stop at 1e-4 in log space, far inside the 5 % perturbations below
+    p = empirical_bayes_prior(X, y)  # scale of an isotropic Psi0 only
+    assert (p.kappa, p.nu) == (1e-4, 4.0)
+    np.testing.assert_allclose(p.psi, p.psi[0, 0] * np.eye(3))
+    for f in (1.05, 1 / 1.05):
+        assert total(NIWPrior(p.mean, p.kappa, p.nu, p.psi * f)) < total(p)
+    q = empirical_bayes_prior(X, y, shape="within", fit="all")
+    assert q.nu > 2.0 and total(q) > total(p)  # more freedom, higher evidence
+    for dnu, ds, dk in [(1.05, 1, 1), (1 / 1.05, 1, 1), (1, 1.05, 1), (1, 1 / 1.05, 1),
+                        (1, 1, 1.05), (1, 1, 1 / 1.05)]:  # fmt: skip
+        nu = 2.01 + (q.nu - 2.01) * dnu
+        assert total(NIWPrior(q.mean, q.kappa * dk, nu, q.psi * ds)) < total(q)
+    with pytest.raises(ValueError, match="two labelled classes"):
+        empirical_bayes_prior(X, np.where(y == 0, 0, -1))

@@ -24,7 +24,14 @@ from gmm import (
 )
 from gmm._niw import NIWPrior, cluster_stats, default_prior
 from gmm._split_merge import split_merge_round
-from gmm._ssgmm_core import GMMParams, block_layout, fit_em, make_mesh, shard_rows
+from gmm._ssgmm_core import (
+    GMMParams,
+    block_layout,
+    estimate_log_prob_blocks,
+    fit_em,
+    make_mesh,
+    shard_rows,
+)
 from mixtures.base import x64_scope
 
 
@@ -128,11 +135,15 @@ def test_all_labelled_equals_per_class_map():
     np.testing.assert_array_equal(m.labels_, y)
 
 
-@pytest.mark.parametrize("k0", [3, 18])
-def test_recovers_k_from_half_and_triple(k0):
+# K0 = K/2 with the soft EM, K0 = 3K with GPC's hard E-step (many K buckets would each
+# compile the soft EM core; the soft path's split/merge is the same code)
+@pytest.mark.parametrize(("k0", "assignment"), [(3, "soft"), (18, "hard")])
+def test_recovers_k_from_half_and_triple(k0, assignment):
     X, yt = _blobs()
     s = make_gcd_split(yt, old_classes=range(3), labelled_fraction=0.5, random_state=0)
-    m = SemiSupervisedGMM(k0, acceptance="mh", max_rounds=15, random_state=0).fit(X, s.y)
+    m = SemiSupervisedGMM(
+        k0, assignment=assignment, acceptance="mh", max_rounds=15, random_state=0
+    ).fit(X, s.y)
     assert m.n_components_ == 6
     assert m.history_["n_components"][0] == k0
     u = ~s.labelled_mask
@@ -288,3 +299,48 @@ def test_second_fit_compiles_nothing():
     # continuous hyperparameters are traced: changing them must not recompile
     SemiSupervisedGMM(3, split_merge=False, tol=1e-5, reg_covar=1e-4, random_state=1).fit(X, y)
     assert fit_em._cache_size() == before
+
+
+def test_log_prob_matches_scipy():
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(5)
+    d, k = 4, 3
+    X = rng.normal(0, 2, (37, d))
+    means = rng.normal(0, 2, (k, d))
+    A = rng.normal(size=(k, d, d))
+    covs = A @ np.swapaxes(A, 1, 2) + 0.5 * np.eye(d)
+    w = np.array([0.2, 0.3, 0.5])
+    b, nb = block_layout(len(X), k, d, 1)
+    xs = np.zeros((b * nb, d))
+    xs[: len(X)] = X
+    with x64_scope():
+        lp = estimate_log_prob_blocks(
+            jnp.asarray(xs.reshape(nb, b, d)),
+            GMMParams(jnp.asarray(w), jnp.asarray(means), jnp.asarray(covs)),
+            jnp.ones(k, bool),
+        )
+    got = np.asarray(lp).reshape(-1, k)[: len(X)]
+    want = np.stack(
+        [np.log(w[j]) + multivariate_normal(means[j], covs[j]).logpdf(X) for j in range(k)], 1
+    )
+    # the vech(x x^T) form sums O(D^2) float64 terms of size |x|^2 |Lambda| ~ 1e2
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-9)
+
+
+def test_hard_assignment_is_a_semi_supervised_kmeans_fixed_point():
+    X, yt = _blobs(k=4, d=3, n=40, seed=2, spread=3.0)
+    y = np.where((yt < 2) & (np.arange(len(X)) % 2 == 0), yt, -1)
+    m = SemiSupervisedGMM(4, assignment="hard", split_merge=False, random_state=0).fit(X, y)
+    lab = m.labels_
+    np.testing.assert_array_equal(lab[y >= 0], y[y >= 0])
+    # brute force: unlabelled samples sit at their nearest mean, and each mean is the
+    # NIW posterior mean (N xbar + kappa0 m0) / (N + kappa0) of its members
+    d2 = ((X[:, None, :] - m.means_[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(lab[y < 0], d2[y < 0].argmin(1))
+    k0, m0 = m.prior_.kappa, m.prior_.mean
+    for j in range(4):
+        nj = (lab == j).sum()
+        want = (nj * X[lab == j].mean(0) + k0 * m0) / (nj + k0)
+        np.testing.assert_allclose(m.means_[j], want, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(m.predict(X)[y < 0], lab[y < 0])
