@@ -1,18 +1,33 @@
 """Reproduce the stochastic-kinematic-forecasting experiments at CPU scale (issue 5).
 
-(1) propagation accuracy: every formulation x method vs Monte Carlo;
-(2) synthetic traffic at 1 %, 10 %, 100 % of the training set: kinematic formulations
-    (exact and paper propagation) vs the position-GMM and learned-variance baselines;
+(1) propagation accuracy: every formulation x method vs Monte Carlo rollouts;
+(2) synthetic traffic at 1 %, 10 %, 100 % of the training set, several seeds: kinematic
+    formulations (exact and paper propagation) vs the position-GMM and learned-variance
+    (DKM-style) baselines on minADE6, minFDE6, miss rate @ 2 m, NLL, 1-sigma coverage;
 (3) ETH/UCY leave-one-scene-out best-of-20 ADE/FDE vs constant velocity and the
     published Trajectron++ average.
 
-Usage: python benchmarks/kinematic_reproduce.py [--quick] [--data ../shared/data/eth_ucy]
+Shardable: pick sections, seeds, arms, fractions and scenes on the command line, write the
+raw per-run records with ``--json``, and print the tables of several shards with
+``--merge``. Examples::
+
+    python benchmarks/kinematic_reproduce.py --quick                 # smoke run
+    python benchmarks/kinematic_reproduce.py --sections 2 --seeds 0 \\
+        --arms velocity/exact position --fractions 0.01 --json /tmp/a.json
+    python benchmarks/kinematic_reproduce.py --merge /tmp/a.json /tmp/b.json
+
+On a many-core machine run one process per (seed, arm) shard with
+``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` and ``taskset`` so shards do not share
+cores; every shard writes its own JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import jax
@@ -26,9 +41,33 @@ from mixtures.base import x64_scope
 
 TRAJECTRON_PP_AVG = (0.19, 0.41)  # best-of-20 ADE/FDE averaged over 5 scenes (note 11.2)
 
+#: arm name -> (formulation, method, variance)
+ARMS = {
+    "velocity/exact": ("velocity", "exact", "propagated"),
+    "velocity/paper": ("velocity", "paper", "propagated"),
+    "acceleration/exact": ("acceleration", "exact", "propagated"),
+    "acceleration/paper": ("acceleration", "paper", "propagated"),
+    "speed_heading/exact": ("speed_heading", "exact", "propagated"),
+    "speed_heading/paper": ("speed_heading", "paper", "propagated"),
+    "accel_steering/exact": ("accel_steering", "exact", "propagated"),
+    "accel_steering/paper": ("accel_steering", "paper", "propagated"),
+    "position": ("position", "exact", "propagated"),
+    "accel_steering/learned-var": ("accel_steering", "exact", "learned"),
+}
+H, T = 11, 30  # synthetic traffic: 1.1 s history, 3 s horizon at dt = 0.1 s
 
-def propagation_table(n_samples):
-    T, dt = 30, 0.1
+
+def epochs_for(n, batch_size, min_epochs, min_steps, max_epochs):
+    """Epochs giving at least ``min_steps`` Adam steps (and ``min_epochs`` passes)."""
+    n_batches = -(-n // batch_size)
+    return int(np.clip(-(-min_steps // n_batches), min_epochs, max_epochs))
+
+
+# ------------------------------------------------------------------------------ (1)
+
+
+def propagation_runs(n_samples):
+    dt = 0.1
     t = np.linspace(0, 1, T)
     cases = {
         "velocity": (np.column_stack([10 + 0 * t, 2 * t]), [[1.0, 0.3], [0.3, 0.5]]),
@@ -40,9 +79,7 @@ def propagation_table(n_samples):
         ),
     }
     z0 = np.array([0.0, 0.0, 0.3, 8.0])
-    print(f"\n(1) propagation vs Monte Carlo ({n_samples} rollouts, T={T}, dt={dt})")
-    print("| formulation | method | rel. err std x | rel. err std y | mean err (m) |")
-    print("|---|---|---|---|---|")
+    out = []
     with x64_scope():
         for f, (m, c) in cases.items():
             C = np.tile(np.asarray(c), (T, 1, 1))
@@ -55,152 +92,372 @@ def propagation_table(n_samples):
                 sd = np.sqrt(np.diagonal(np.asarray(r.position_cov[-1])))
                 err = sd / sd_mc - 1
                 me = np.linalg.norm(np.asarray(r.position_mean[-1] - mc.position_mean[-1]))
-                print(f"| {f} | {method} | {err[0]:+.3f} | {err[1]:+.3f} | {me:.3f} |")
+                out.append(
+                    dict(
+                        section=1,
+                        formulation=f,
+                        method=method,
+                        n_mc=n_samples,
+                        rel_err_sx=float(err[0]),
+                        rel_err_sy=float(err[1]),
+                        mean_err=float(me),
+                    )
+                )
+    return out
 
 
-VARIANTS = [
-    ("velocity", "exact", "propagated"),
-    ("velocity", "paper", "propagated"),
-    ("acceleration", "exact", "propagated"),
-    ("acceleration", "paper", "propagated"),
-    ("speed_heading", "exact", "propagated"),
-    ("speed_heading", "paper", "propagated"),
-    ("accel_steering", "exact", "propagated"),
-    ("accel_steering", "paper", "propagated"),
-    ("position", "exact", "learned"),
-    ("accel_steering", "exact", "learned"),
-]
+def print_propagation(recs):
+    if not recs:
+        return
+    print(f"\n(1) propagation vs Monte Carlo ({recs[0]['n_mc']} rollouts, T={T}, dt=0.1 s)")
+    print("| formulation | method | rel. err std x | rel. err std y | mean err (m) |")
+    print("|---|---|---|---|---|")
+    for r in recs:
+        print(
+            f"| {r['formulation']} | {r['method']} | {r['rel_err_sx']:+.4f} | "
+            f"{r['rel_err_sy']:+.4f} | {r['mean_err']:.3f} |"
+        )
 
 
-def small_data(n_full, n_test, fractions, seeds, epochs_for):
-    print(f"\n(2) synthetic traffic: full train = {n_full}, test = {n_test}, seeds = {seeds}")
-    print("| variant | train frac | n | minADE6 | minFDE6 | MR@2m | NLL | cov1s | fit s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    test = make_bicycle_traffic(n_test, history=11, horizon=30, random_state=10_000)
-    cv = constant_velocity_forecast(test.history, 30)
-    print(
-        f"| constant velocity | - | - | {min_ade(test.future, cv):.3f} | "
-        f"{min_fde(test.future, cv):.3f} | {miss_rate(test.future, cv):.3f} | - | - | - |"
-    )
-    for f, method, var in VARIANTS:
-        name = f"{f}/{method}" if var == "propagated" else f"{f}/learned-var"
-        if f == "position":
-            name = "position GMM"
+# ------------------------------------------------------------------------------ (2)
+
+
+def small_data_runs(arms, fractions, seeds, cfg, verbose=True):
+    test = make_bicycle_traffic(cfg["n_test"], history=H, horizon=T, random_state=10_000)
+    cv = constant_velocity_forecast(test.history, T)
+    out = [
+        dict(
+            section=2,
+            arm="constant velocity",
+            fraction=None,
+            n=0,
+            seed=None,
+            minADE6=min_ade(test.future, cv),
+            minFDE6=min_fde(test.future, cv),
+            MR=miss_rate(test.future, cv),
+        )
+    ]
+    for seed in seeds:
+        full = make_bicycle_traffic(cfg["n_full"], history=H, horizon=T, random_state=seed)
         for frac in fractions:
-            n = max(int(round(frac * n_full)), 8)
-            rows = []
-            for seed in seeds:
-                tr = make_bicycle_traffic(n, history=11, horizon=30, random_state=seed)
-                t0 = time.perf_counter()
+            n = max(int(round(frac * cfg["n_full"])), 8)
+            # nested subsets: the 1 % set is inside the 10 % set is inside the full set
+            hist, fut = full.history[:n], full.future[:n]
+            epochs = epochs_for(n, cfg["batch_size"], *cfg["epochs"])
+            for arm in arms:
+                f, method, var = ARMS[arm]
+                c0, t0 = time.process_time(), time.perf_counter()
                 m = KinematicGMMForecaster(
                     n_modes=6,
                     formulation=f,
                     method=method,
                     variance=var,
-                    hidden_sizes=(64, 64),
-                    epochs=epochs_for(n),
-                    batch_size=min(64, n),
+                    hidden_sizes=cfg["hidden"],
+                    epochs=epochs,
+                    batch_size=cfg["batch_size"],
                     random_state=seed,
-                ).fit(tr.history, tr.future)
-                fit_s = time.perf_counter() - t0
+                ).fit(hist, fut)
+                fit_cpu, fit_wall = time.process_time() - c0, time.perf_counter() - t0
                 p, mu, cov = m.predict_gaussians(test.history)
-                rows.append(
-                    [
-                        min_ade(test.future, mu),
-                        min_fde(test.future, mu),
-                        miss_rate(test.future, mu),
-                        nll(test.future, p, mu, cov),
-                        calibration_coverage(test.future, mu, cov).coverage[0],
-                        fit_s,
-                    ]
+                rec = dict(
+                    section=2,
+                    arm=arm,
+                    fraction=frac,
+                    n=n,
+                    seed=seed,
+                    epochs=epochs,
+                    minADE6=min_ade(test.future, mu),
+                    minFDE6=min_fde(test.future, mu),
+                    MR=miss_rate(test.future, mu),
+                    NLL=nll(test.future, p, mu, cov),
+                    cov1=float(calibration_coverage(test.future, mu, cov).coverage[0]),
+                    final_loss=float(m.loss_curve_[-1]),
+                    min_mode_usage=float(m.mode_usage_.min()),
+                    fit_cpu_s=fit_cpu,
+                    fit_wall_s=fit_wall,
                 )
-            r = np.mean(rows, 0)
+                out.append(rec)
+                if verbose:
+                    print(
+                        f"  seed {seed} {frac:>5.0%} n={n:<5d} {arm:27s} "
+                        f"minADE6 {rec['minADE6']:.3f} NLL {rec['NLL']:.2f} "
+                        f"fit {fit_cpu:.1f} cpu-s ({epochs} epochs)",
+                        flush=True,
+                    )
+    return out
+
+
+def _ms(vals, fmt):
+    vals = np.asarray(vals, float)
+    if len(vals) == 1:
+        return format(vals[0], fmt)
+    return f"{format(vals.mean(), fmt)} ± {format(vals.std(ddof=1), fmt.lstrip('+'))}"
+
+
+def print_small_data(recs):
+    if not recs:
+        return
+    groups = defaultdict(list)
+    for r in recs:
+        groups[(r["arm"], r["fraction"])].append(r)
+    seeds = sorted({r["seed"] for r in recs if r["seed"] is not None})
+    print(f"\n(2) synthetic traffic: mean ± std over seeds {seeds} (minADE6/minFDE6 in m)")
+    print("| arm | train frac | n | seeds | minADE6 | minFDE6 | MR@2m | NLL | cov1σ | fit cpu-s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    order = ["constant velocity", *ARMS]
+    keys = sorted(groups, key=lambda k: (order.index(k[0]), k[1] or 0))
+    for arm, frac in keys:
+        g = groups[(arm, frac)]
+        if frac is None:
+            r = g[0]
             print(
-                f"| {name} | {frac:.0%} | {n} | {r[0]:.3f} | {r[1]:.3f} | {r[2]:.3f} | "
-                f"{r[3]:.2f} | {r[4]:.2f} | {r[5]:.1f} |",
-                flush=True,
+                f"| {arm} | - | - | - | {r['minADE6']:.3f} | {r['minFDE6']:.3f} | "
+                f"{r['MR']:.3f} | - | - | - |"
             )
+            continue
+        print(
+            f"| {arm} | {frac:.0%} | {g[0]['n']} | {len(g)} | "
+            f"{_ms([r['minADE6'] for r in g], '.3f')} | {_ms([r['minFDE6'] for r in g], '.3f')} | "
+            f"{_ms([r['MR'] for r in g], '.3f')} | {_ms([r['NLL'] for r in g], '.2f')} | "
+            f"{_ms([r['cov1'] for r in g], '.2f')} | {np.mean([r['fit_cpu_s'] for r in g]):.1f} |"
+        )
+    # paired gains over the baselines (same seed = same training subset)
+    by = {(r["arm"], r["fraction"], r["seed"]): r for r in recs if r["fraction"] is not None}
+    fracs = sorted({k[1] for k in by})
+    for base in ("position", "accel_steering/learned-var"):
+        if not any(k[0] == base for k in by):
+            continue
+        print(f"\nminADE6 change vs {base} (paired by seed, mean ± std, negative = better)")
+        print("| arm | " + " | ".join(f"{f:.0%}" for f in fracs) + " |")
+        print("|---|" + "---|" * len(fracs))
+        for arm in ARMS:
+            if arm == base or not any(k[0] == arm for k in by):
+                continue
+            cells = []
+            for f in fracs:
+                d = [
+                    by[(arm, f, s)]["minADE6"] / by[(base, f, s)]["minADE6"] - 1
+                    for s in seeds
+                    if (arm, f, s) in by and (base, f, s) in by
+                ]
+                cells.append(_ms(100 * np.asarray(d), "+.1f") + " %" if d else "-")
+            print(f"| {arm} | " + " | ".join(cells) + " |")
 
 
-def eth_ucy(directory, epochs, max_train, formulation):
-    print(
-        f"\n(3) ETH/UCY leave-one-scene-out, best-of-20 (m); {formulation} formulation, "
-        f"{epochs} epochs, <= {max_train} training windows (random subset)"
-    )
-    print("| scene | n test | CV ADE | CV FDE | ours ADE | ours FDE |")
-    print("|---|---|---|---|---|---|")
-    res = []
-    for scene in ETH_UCY_SCENES:
+# ------------------------------------------------------------------------------ (3)
+
+
+def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True):
+    out = []
+    for scene in scenes:
         te = load_eth_ucy(directory, scene)
         tr = load_eth_ucy(directory, scene, split="train")
-        rng = np.random.default_rng(0)
-        idx = rng.permutation(len(tr.history))[:max_train]
-        m = KinematicGMMForecaster(
-            n_modes=6,
-            formulation=formulation,
-            dt=0.4,
-            hidden_sizes=(64, 64),
-            epochs=epochs,
-            min_std=0.05,
-            random_state=0,
-        ).fit(tr.history[idx], tr.future[idx])
-        s = m.sample(te.history, n_samples=20, random_state=0)
         cv = constant_velocity_forecast(te.history, 12)
-        r = [
-            min_ade(te.future, cv),
-            min_fde(te.future, cv),
-            min_ade(te.future, s),
-            min_fde(te.future, s),
-        ]
-        res.append(r)
-        print(
-            f"| {scene} | {len(te.history)} | {r[0]:.3f} | {r[1]:.3f} | {r[2]:.3f} | {r[3]:.3f} |",
-            flush=True,
+        cv_ade = min_ade(te.future, cv)
+        out.append(
+            dict(
+                section=3,
+                scene=scene,
+                arm="constant velocity",
+                seed=None,
+                n_test=len(te.history),
+                n_train=0,
+                ade=cv_ade,
+                fde=min_fde(te.future, cv),
+            )
         )
-    a = np.mean(res, 0)
-    print(f"| average | - | {a[0]:.3f} | {a[1]:.3f} | {a[2]:.3f} | {a[3]:.3f} |")
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            idx = rng.permutation(len(tr.history))[: cfg["eth_max"]]
+            for arm in arms:
+                f, method, var = ARMS[arm]
+                c0 = time.process_time()
+                m = KinematicGMMForecaster(
+                    n_modes=6,
+                    formulation=f,
+                    method=method,
+                    variance=var,
+                    dt=0.4,
+                    hidden_sizes=cfg["hidden"],
+                    epochs=cfg["eth_epochs"],
+                    batch_size=cfg["batch_size"],
+                    min_std=0.05,
+                    random_state=seed,
+                ).fit(tr.history[idx], tr.future[idx])
+                fit_cpu = time.process_time() - c0
+                s = m.sample(te.history, n_samples=20, random_state=seed)
+                modes, _ = m.predict(te.history)
+                rec = dict(
+                    section=3,
+                    scene=scene,
+                    arm=arm,
+                    seed=seed,
+                    n_test=len(te.history),
+                    n_train=len(idx),
+                    ade=min_ade(te.future, s),
+                    fde=min_fde(te.future, s),
+                    ade6_modes=min_ade(te.future, modes),
+                    fde6_modes=min_fde(te.future, modes),
+                    fit_cpu_s=fit_cpu,
+                )
+                out.append(rec)
+                if verbose:
+                    print(
+                        f"  {scene:6s} seed {seed} {arm:22s} best-of-20 ADE {rec['ade']:.3f} "
+                        f"FDE {rec['fde']:.3f} (CV {cv_ade:.3f}) "
+                        f"fit {fit_cpu:.1f} cpu-s",
+                        flush=True,
+                    )
+    return out
+
+
+def print_eth_ucy(recs):
+    if not recs:
+        return
+    arms = [a for a in dict.fromkeys(r["arm"] for r in recs)]
+    scenes = [s for s in ETH_UCY_SCENES if any(r["scene"] == s for r in recs)]
+    seeds = sorted({r["seed"] for r in recs if r["seed"] is not None})
     print(
-        f"| Trajectron++ (published, note 11.2) | - | - | - | {TRAJECTRON_PP_AVG[0]} | "
-        f"{TRAJECTRON_PP_AVG[1]} |"
+        f"\n(3) ETH/UCY leave-one-scene-out, best-of-20 ADE/FDE (m), seeds {seeds}; "
+        "constant velocity is one deterministic forecast"
+    )
+    print("| scene | n test | " + " | ".join(f"{a} ADE / FDE" for a in arms) + " |")
+    print("|---|---|" + "---|" * len(arms))
+    avg = defaultdict(list)
+    for scene in scenes:
+        cells = []
+        n_test = next(r["n_test"] for r in recs if r["scene"] == scene)
+        for a in arms:
+            g = [r for r in recs if r["scene"] == scene and r["arm"] == a]
+            if not g:
+                cells.append("-")
+                continue
+            ade, fde = np.mean([r["ade"] for r in g]), np.mean([r["fde"] for r in g])
+            avg[a].append((ade, fde))
+            cells.append(f"{ade:.3f} / {fde:.3f}")
+        print(f"| {scene} | {n_test} | " + " | ".join(cells) + " |")
+    cells = []
+    for a in arms:
+        v = np.asarray(avg[a])
+        full = len(v) == len(ETH_UCY_SCENES)
+        cells.append(
+            f"{v[:, 0].mean():.3f} / {v[:, 1].mean():.3f}" + ("" if full else " (partial)")
+        )
+    print("| average | - | " + " | ".join(cells) + " |")
+    tpp = ["-"] * len(arms)
+    tpp[-1] = f"{TRAJECTRON_PP_AVG[0]} / {TRAJECTRON_PP_AVG[1]}"
+    print(
+        "| Trajectron++ (published average, note 11.2, unverified) | - | " + " | ".join(tpp) + " |"
     )
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+# ------------------------------------------------------------------------------ main
+
+
+def print_all(recs):
+    print_propagation([r for r in recs if r["section"] == 1])
+    print_small_data([r for r in recs if r["section"] == 2])
+    print_eth_ucy([r for r in recs if r["section"] == 3])
+
+
+def _dedupe(recs):
+    """Drop duplicate records (same section and keys) when shards overlap."""
+    seen, out = set(), []
+    for r in recs:
+        key = tuple(
+            (k, r.get(k)) for k in ("section", "formulation", "method", "arm", "fraction", "seed")
+        ) + ((("scene", r.get("scene")),) if r["section"] == 3 else ())
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
+    ap.add_argument("--sections", nargs="+", type=int, default=[1, 2, 3], choices=[1, 2, 3])
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="default 0 1 2")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--fractions", nargs="+", type=float, default=[0.01, 0.1, 1.0])
+    ap.add_argument("--scenes", nargs="+", default=list(ETH_UCY_SCENES), choices=ETH_UCY_SCENES)
+    ap.add_argument("--eth-arms", nargs="+", default=["velocity/exact"], choices=list(ARMS))
+    ap.add_argument("--eth-seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--n-full", type=int, default=None, help="full synthetic training set")
+    ap.add_argument("--n-test", type=int, default=None)
+    ap.add_argument("--mc", type=int, default=None, help="Monte Carlo rollouts for (1)")
+    ap.add_argument("--eth-epochs", type=int, default=None)
+    ap.add_argument("--eth-max", type=int, default=None, help="max ETH/UCY training windows")
     ap.add_argument(
         "--data",
         default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "eth_ucy"),
     )
-    ap.add_argument("--skip", default="", help="comma list of sections to skip: 1,2,3")
-    args = ap.parse_args()
-    skip = set(args.skip.split(",")) - {""}
+    ap.add_argument("--json", help="write the raw per-run records to this file")
+    ap.add_argument("--merge", nargs="+", help="print the tables of these JSON files and exit")
+    args = ap.parse_args(argv)
+    if args.merge:
+        recs = []
+        for p in args.merge:
+            recs += json.loads(Path(p).read_text())["records"]
+        print_all(_dedupe(recs))
+        return
     if args.quick:
         cfg = dict(
             mc=20_000,
             n_full=400,
             n_test=200,
             seeds=[0],
-            epochs=lambda n: 10,
-            eth_epochs=3,
+            epochs=(3, 20, 20),
+            eth_epochs=2,
             eth_max=1000,
         )
     else:
         cfg = dict(
             mc=100_000,
             n_full=2000,
-            n_test=500,
+            n_test=1000,
             seeds=[0, 1, 2],
-            epochs=lambda n: int(np.clip(6000 // n, 15, 200)),
-            eth_epochs=15,
+            # >= 30 passes and >= 400 Adam steps, at most 400 passes (1 %: 400 steps)
+            epochs=(30, 400, 400),
+            eth_epochs=20,
             eth_max=8000,
         )
-    if "1" not in skip:
-        propagation_table(cfg["mc"])
-    if "2" not in skip:
-        small_data(cfg["n_full"], cfg["n_test"], (0.01, 0.1, 1.0), cfg["seeds"], cfg["epochs"])
-    if "3" not in skip and Path(args.data).is_dir():
-        eth_ucy(args.data, cfg["eth_epochs"], cfg["eth_max"], "velocity")
+    cfg.update(hidden=(64, 64), batch_size=64)
+    for k in ("mc", "n_full", "n_test", "eth_epochs", "eth_max"):
+        if getattr(args, k) is not None:
+            cfg[k] = getattr(args, k)
+    if args.seeds is not None:
+        cfg["seeds"] = args.seeds
+    print(f"config: {json.dumps({k: v for k, v in cfg.items()})}", flush=True)
+    recs = []
+    t0 = time.process_time()
+    if 1 in args.sections:
+        recs += propagation_runs(cfg["mc"])
+        print_propagation(recs)
+    if 2 in args.sections:
+        recs += small_data_runs(args.arms, args.fractions, cfg["seeds"], cfg)
+    if 3 in args.sections:
+        if Path(args.data).is_dir():
+            seeds = args.eth_seeds if not args.quick else [0]
+            recs += eth_ucy_runs(args.data, args.scenes, args.eth_arms, seeds, cfg)
+        else:
+            print(f"ETH/UCY data not found at {args.data}; section 3 skipped")
+    print_small_data([r for r in recs if r["section"] == 2])
+    print_eth_ucy([r for r in recs if r["section"] == 3])
+    print(f"\ntotal process CPU time: {time.process_time() - t0:.0f} s")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "config": {**cfg, "argv": sys.argv[1:] if argv is None else argv},
+                    "records": recs,
+                },
+                indent=1,
+                default=str,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -240,28 +240,58 @@ def _make_optimizer(learning_rate):
     )
 
 
-@partial(jax.jit, static_argnames=("cfg", "batch_size"))
-def _train_epoch(params, opt_state, X, speed, Y, key, hyper, *, cfg, batch_size):
-    """One pass over a random permutation of the data in minibatches (lax.scan)."""
-    n = X.shape[0]
-    n_batches = n // batch_size
-    perm = jax.random.permutation(key, n)[: n_batches * batch_size].reshape(n_batches, -1)
+_STEPS_PER_CALL = 16  # minibatch steps per jitted call: the compiled shape never sees N
+
+
+@partial(jax.jit, static_argnames=("cfg",))
+def _train_steps(params, opt_state, X, speed, Y, weight, hyper, *, cfg):
+    """Adam steps over a fixed-size chunk of minibatches (``lax.scan``).
+
+    ``X`` (C, B, d), ``speed`` (C, B), ``Y`` (C, B, T, 2) and ``weight`` (C, B) hold C
+    minibatches of B rows; ``weight`` is 1 for real rows and 0 for padding, so the last,
+    partial minibatch of an epoch and the tail of the last chunk cost no recompile. A
+    minibatch whose weights are all zero leaves parameters and optimiser state unchanged.
+    """
     opt = _make_optimizer(0.0)  # the learning rate lives (traced) in opt_state
 
-    def batch_loss(p, idx):
-        losses = jax.vmap(lambda x, s, y: _loss_one(p, x, s, y, hyper, cfg))(
-            X[idx], speed[idx], Y[idx]
+    def batch_loss(p, x, s, y, w):
+        losses = jax.vmap(lambda x1, s1, y1: _loss_one(p, x1, s1, y1, hyper, cfg))(x, s, y)
+        return jnp.sum(w * losses) / jnp.maximum(jnp.sum(w), 1.0)
+
+    def step(carry, batch):
+        p, st = carry
+        x, s, y, w = batch
+        loss, g = jax.value_and_grad(batch_loss)(p, x, s, y, w)
+        upd, st1 = opt.update(g, st, p)
+        p1 = optax.apply_updates(p, upd)
+        keep = jnp.sum(w) > 0
+        p, st = jax.tree_util.tree_map(
+            lambda new, old: jnp.where(keep, new, old), (p1, st1), (p, st)
         )
-        return losses.mean()
+        return (p, st), loss
 
-    def step(carry, idx):
-        p, s = carry
-        loss, g = jax.value_and_grad(batch_loss)(p, idx)
-        upd, s = opt.update(g, s, p)
-        return (optax.apply_updates(p, upd), s), loss
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (X, speed, Y, weight))
+    return params, opt_state, losses
 
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), perm)
-    return params, opt_state, losses.mean()
+
+def _minibatch_plan(n, batch_size, epochs, rng):
+    """Row indices (n_steps, B) and weights of every minibatch of every epoch.
+
+    Each epoch is a fresh permutation cut into ``ceil(n / B)`` minibatches; the last one
+    is padded with weight-0 rows. Steps are then padded to a multiple of
+    :data:`_STEPS_PER_CALL` with all-zero-weight (no-op) minibatches.
+    """
+    nb = -(-n // batch_size)
+    idx = np.zeros((epochs, nb * batch_size), dtype=np.int64)
+    w = np.zeros((epochs, nb * batch_size))
+    for e in range(epochs):
+        idx[e, :n] = rng.permutation(n)
+        w[e, :n] = 1.0
+    idx, w = idx.reshape(-1, batch_size), w.reshape(-1, batch_size)
+    pad = -len(idx) % _STEPS_PER_CALL
+    idx = np.concatenate([idx, np.zeros((pad, batch_size), np.int64)])
+    w = np.concatenate([w, np.zeros((pad, batch_size))])
+    return idx, w, nb
 
 
 _forward_jit = jax.jit(_forward, static_argnames=("cfg",))
@@ -359,6 +389,10 @@ class KinematicGMMForecaster(MixprocEstimator):
     hidden_sizes : tuple of int, default=(128, 128)
     epochs : int, default=100
     batch_size : int, default=64
+        Minibatch size. Each epoch is a fresh permutation cut into ``ceil(N /
+        batch_size)`` minibatches (the last one padded with zero-weight rows), run in
+        fixed-size jitted chunks, so refits with another N or number of epochs do not
+        recompile.
     learning_rate : float, default=3e-3
     loss : {"wta", "mixture"}
     min_std : float, default=0.1
@@ -533,9 +567,9 @@ class KinematicGMMForecaster(MixprocEstimator):
         cfg = self._cfg(self.horizon_)
         key = random_state_to_key(self.random_state)
         n = len(x)
-        bs = min(int(self.batch_size), n)
+        bs = int(self.batch_size)
         with x64_scope():
-            k_init, key = jax.random.split(key)
+            k_init, k_perm = jax.random.split(key)
             sizes = (
                 x.shape[1],
                 *map(int, self.hidden_sizes),
@@ -543,16 +577,28 @@ class KinematicGMMForecaster(MixprocEstimator):
             )
             params = _init_mlp(k_init, sizes, jnp.float64)
             opt_state = _make_optimizer(jnp.asarray(self.learning_rate, jnp.float64)).init(params)
-            X, S, Y = (jnp.asarray(a, jnp.float64) for a in (x, speed, y))
+            rng = np.random.default_rng(np.asarray(jax.random.key_data(k_perm)).ravel().tolist())
+            idx, w, nb = _minibatch_plan(n, bs, int(self.epochs), rng)
             hyper = self._hyper()
-            losses = []
-            for _ in tqdm(range(int(self.epochs)), disable=self.verbose <= 0, desc="epochs"):
-                key, sub = jax.random.split(key)
-                params, opt_state, loss = _train_epoch(
-                    params, opt_state, X, S, Y, sub, hyper, cfg=cfg, batch_size=bs
+            step_losses = []
+            n_calls = len(idx) // _STEPS_PER_CALL
+            for c in tqdm(range(n_calls), disable=self.verbose <= 0, desc="steps/16"):
+                sl = slice(c * _STEPS_PER_CALL, (c + 1) * _STEPS_PER_CALL)
+                ii = idx[sl]
+                params, opt_state, loss = _train_steps(
+                    params,
+                    opt_state,
+                    jnp.asarray(x[ii]),
+                    jnp.asarray(speed[ii]),
+                    jnp.asarray(y[ii]),
+                    jnp.asarray(w[sl]),
+                    hyper,
+                    cfg=cfg,
                 )
-                losses.append(loss)
-            losses = np.asarray(jnp.stack(losses))
+                step_losses.append(loss)
+            step_losses = np.asarray(jnp.concatenate(step_losses))[: int(self.epochs) * nb]
+            wsum = w[: int(self.epochs) * nb].sum(1).reshape(-1, nb)
+            losses = (step_losses.reshape(-1, nb) * wsum).sum(1) / wsum.sum(1)
             check_finite_result(
                 "training loss",
                 losses,

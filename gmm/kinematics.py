@@ -219,13 +219,47 @@ def _rollout_single(controls, state0, dt, wheelbase, formulation):
         inc = dt * jnp.stack([s * jnp.cos(th), s * jnp.sin(th)], axis=-1)
         return p0 + jnp.cumsum(inc, axis=0)
 
-    # accel_steering
-    def step(z, u):
-        z1 = bicycle_step(z, u, dt=dt, wheelbase=wheelbase)
-        return z1, z1[:2]
-
-    _, pos = lax.scan(step, state0, controls)
+    # accel_steering: explicit Euler of the bicycle is a chain of cumulative sums
+    kappa = controls[:, 1] if wheelbase is None else jnp.tan(controls[:, 1]) / wheelbase
+    _, _, _, pos = _bicycle_mean(controls[:, 0], kappa, state0, dt)
     return pos
+
+
+def _cumsum(x, *, strict=False):
+    """Cumulative sum along axis 0 as one matmul with a triangular 0/1 matrix.
+
+    ``strict=True`` gives the exclusive sum ``out[t] = sum_{s<t} x[s]``. On CPU,
+    ``jnp.cumsum`` lowers to a log-depth associative scan of many small ops; for the short
+    horizons here (T <= a few hundred) a (T, T) matmul is several times faster, forward
+    and backward.
+    """
+    T = x.shape[0]
+    tri = jnp.asarray(np.tril(np.ones((T, T)), -1 if strict else 0), x.dtype)
+    return jnp.tensordot(tri, x, axes=(1, 0))
+
+
+def _excl_cumsum(x):
+    """Exclusive cumulative sum along axis 0: out[t] = sum_{s<t} x[s]."""
+    return _cumsum(x, strict=True)
+
+
+def _bicycle_mean(a, kappa, state0, dt):
+    """Euler rollout of the bicycle as cumulative sums (no sequential scan).
+
+    .. math::
+
+        v_t = v_0 + \\Delta t\\sum_{s<t} a_s,\\quad
+        \\theta_t = \\theta_0 + \\Delta t\\sum_{s<t} v_s\\kappa_s,\\quad
+        p_{t+1} = p_0 + \\Delta t\\sum_{s\\le t} v_s(\\cos\\theta_s, \\sin\\theta_s)
+
+    Returns speeds and headings at steps 0..T-1 and the unit heading vectors (T, 2), and
+    the positions (T, 2) at steps 1..T.
+    """
+    v = state0[3] + dt * _excl_cumsum(a)
+    th = state0[2] + dt * _excl_cumsum(v * kappa)
+    e = jnp.stack([jnp.cos(th), jnp.sin(th)], axis=-1)
+    pos = state0[:2] + dt * _cumsum(v[:, None] * e)
+    return v, th, e, pos
 
 
 def _batched(fn, batch, *arrays_and_ndims):
@@ -389,68 +423,121 @@ def _propagate_single(mu_u, cov_u, z0, dt, wheelbase, formulation, method):
         return _paper_accel_steering(mu_u, std_u, z0, dt, kappa_lin)
 
     if method == "exact":
+        return _jacobian_accel_steering(mu_u, cov_u, z0, dt, kappa_lin)
 
-        def step(carry, inp):  # EKF prediction step (note 4.4)
-            mz, Sz = carry
-            mu, Su = inp
-            x, y, th, v = mz
-            kap, dkap = kappa_lin(mu[1])
-            c, s = jnp.cos(th), jnp.sin(th)
-            one, zero = jnp.ones((), dtype), jnp.zeros((), dtype)
-            F = jnp.stack(
-                [
-                    jnp.stack([one, zero, -v * s * dt, c * dt]),
-                    jnp.stack([zero, one, v * c * dt, s * dt]),
-                    jnp.stack([zero, zero, one, kap * dt]),
-                    jnp.stack([zero, zero, zero, one]),
-                ]
-            )
-            G = jnp.stack(
-                [
-                    jnp.stack([zero, zero]),
-                    jnp.stack([zero, zero]),
-                    jnp.stack([zero, v * dkap * dt]),
-                    jnp.stack([dt * one, zero]),
-                ]
-            )
-            mz1 = jnp.stack([x + v * c * dt, y + v * s * dt, th + v * kap * dt, v + mu[0] * dt])
-            Sz1 = F @ Sz @ F.T + G @ Su @ G.T
-            return (mz1, Sz1), (mz1[:2], Sz1[:2, :2])
+    # moment: assumed-density filter with exact sin/cos moments (lax.scan)
 
-    else:  # moment: assumed-density filter with exact sin/cos moments
-
-        def step(carry, inp):
-            mz, Sz = carry
-            mu, Su = inp
-            th_v = Sz[2, 3]
-            kap, dkap = kappa_lin(mu[1])
-            var_k = dkap**2 * Su[1, 1]  # linearised tan (exact in curvature form)
-            cov_ak = dkap * Su[0, 1]
-            mth, mv = mz[2], mz[3]
-            vth, vv = Sz[2, 2], Sz[3, 3]
-            w_mean, w_cov, ew, phi1 = _polar_moments(mv, mth, vv, vth, th_v)
-            # Stein: Cov(z_j, v e^{i th}) = S_{j,th} E[i v e^{i th}] + S_{j,v} E[e^{i th}]
-            cz_w = Sz[:, 2] * (1j * ew) + Sz[:, 3] * phi1  # (4,) complex
-            cz = jnp.stack(
-                [cz_w.real, cz_w.imag, Sz[:, 3] * kap, jnp.zeros_like(mth) * Sz[:, 0]], -1
-            )  # Cov(z, h), h = (Re W, Im W, v kappa, a)
-            cov_w_v = cz_w[3]
-            var_p = (mv**2 + vv) * (kap**2 + var_k) - mv**2 * kap**2
-            H = jnp.zeros((4, 4), dtype)
-            H = H.at[:2, :2].set(w_cov)
-            H = H.at[0, 2].set(kap * cov_w_v.real).at[2, 0].set(kap * cov_w_v.real)
-            H = H.at[1, 2].set(kap * cov_w_v.imag).at[2, 1].set(kap * cov_w_v.imag)
-            H = H.at[2, 2].set(var_p)
-            H = H.at[2, 3].set(mv * cov_ak).at[3, 2].set(mv * cov_ak)
-            H = H.at[3, 3].set(Su[0, 0])
-            h_mean = jnp.stack([w_mean[0], w_mean[1], mv * kap, mu[0]])
-            mz1 = mz + dt * h_mean
-            Sz1 = Sz + dt * (cz + cz.T) + dt**2 * H
-            return (mz1, Sz1), (mz1[:2], Sz1[:2, :2])
+    def step(carry, inp):
+        mz, Sz = carry
+        mu, Su = inp
+        th_v = Sz[2, 3]
+        kap, dkap = kappa_lin(mu[1])
+        var_k = dkap**2 * Su[1, 1]  # linearised tan (exact in curvature form)
+        cov_ak = dkap * Su[0, 1]
+        mth, mv = mz[2], mz[3]
+        vth, vv = Sz[2, 2], Sz[3, 3]
+        w_mean, w_cov, ew, phi1 = _polar_moments(mv, mth, vv, vth, th_v)
+        # Stein: Cov(z_j, v e^{i th}) = S_{j,th} E[i v e^{i th}] + S_{j,v} E[e^{i th}]
+        cz_w = Sz[:, 2] * (1j * ew) + Sz[:, 3] * phi1  # (4,) complex
+        cz = jnp.stack(
+            [cz_w.real, cz_w.imag, Sz[:, 3] * kap, jnp.zeros_like(mth) * Sz[:, 0]], -1
+        )  # Cov(z, h), h = (Re W, Im W, v kappa, a)
+        cov_w_v = cz_w[3]
+        var_p = (mv**2 + vv) * (kap**2 + var_k) - mv**2 * kap**2
+        H = jnp.zeros((4, 4), dtype)
+        H = H.at[:2, :2].set(w_cov)
+        H = H.at[0, 2].set(kap * cov_w_v.real).at[2, 0].set(kap * cov_w_v.real)
+        H = H.at[1, 2].set(kap * cov_w_v.imag).at[2, 1].set(kap * cov_w_v.imag)
+        H = H.at[2, 2].set(var_p)
+        H = H.at[2, 3].set(mv * cov_ak).at[3, 2].set(mv * cov_ak)
+        H = H.at[3, 3].set(Su[0, 0])
+        h_mean = jnp.stack([w_mean[0], w_mean[1], mv * kap, mu[0]])
+        mz1 = mz + dt * h_mean
+        Sz1 = Sz + dt * (cz + cz.T) + dt**2 * H
+        return (mz1, Sz1), (mz1[:2], Sz1[:2, :2])
 
     carry0 = (z0, jnp.zeros((4, 4), dtype))
     _, (mean, cov) = lax.scan(step, carry0, (mu_u, cov_u))
     return mean, cov
+
+
+def _jacobian_accel_steering(mu_u, cov_u, z0, dt, kappa_lin):
+    """First-order (EKF) propagation for (a, delta) in O(T) cumulative sums (note 4.4).
+
+    The EKF recursion :math:`\\Sigma^z_{t+1} = F_t\\Sigma^z_t F_t^\\top + G_t\\Sigma^u_t
+    G_t^\\top` (:math:`\\Sigma^z_0 = 0`, Jacobians at the mean trajectory) equals
+    :math:`\\Sigma^p_t = \\sum_{\\tau<t} J_{t\\tau}\\Sigma^u_\\tau J_{t\\tau}^\\top`, with
+    :math:`J_{t\\tau} = \\partial p_t/\\partial u_\\tau` the chain-rule Jacobian of the
+    Euler rollout (so all cross-covariances are kept). With :math:`e_s = (\\cos\\theta_s,
+    \\sin\\theta_s)`, :math:`w_s = v_s(-\\sin\\theta_s, \\cos\\theta_s)`,
+    :math:`g_s = v_s\\kappa'(\\delta_s)`, prefix sums :math:`\\hat E_t = \\sum_{s<t} e_s`,
+    :math:`\\hat W_t = \\sum_{s<t} w_s`, :math:`\\hat V_t = \\sum_{s<t} w_s K_s`,
+    :math:`K_s = \\sum_{r<s}\\kappa_r`, the columns of :math:`J` are separable,
+
+    .. math::
+
+        \\frac{\\partial p_t}{\\partial a_\\tau} = P_t - P_{\\tau+1}
+        - \\Delta t^3 K_{\\tau+1}(\\hat W_t - \\hat W_{\\tau+1}),\\quad
+        \\frac{\\partial p_t}{\\partial \\delta_\\tau} = \\Delta t^2 g_\\tau
+        (\\hat W_t - \\hat W_{\\tau+1}),\\quad
+        P_t = \\Delta t^2\\hat E_t + \\Delta t^3\\hat V_t,
+
+    i.e. :math:`J_{t\\tau,c} = \\lambda_c P_t + \\mu_{c\\tau}\\hat W_t + N_{c\\tau}`, so the
+    quadratic form over :math:`\\tau<t` is a handful of prefix sums of per-:math:`\\tau`
+    moments: no sequential scan and no (T, T) array.
+    """
+    # Few, wide prefix sums (each one (T, T) matmul): on CPU the backward pass costs
+    # per call, not per column.
+    kap, dkap = kappa_lin(mu_u[:, 1])
+    ex = _excl_cumsum(jnp.stack([mu_u[:, 0], kap], axis=-1))
+    v = z0[3] + dt * ex[:, 0]
+    k_excl = ex[:, 1]
+    k_inc = k_excl + kap
+    th = z0[2] + dt * _excl_cumsum(v * kap)
+    e = jnp.stack([jnp.cos(th), jnp.sin(th)], axis=-1)
+    w = v[:, None] * jnp.stack([-e[:, 1], e[:, 0]], axis=-1)
+    sums = _cumsum(jnp.concatenate([v[:, None] * e, e, w, w * k_excl[:, None]], axis=-1))
+    mean = z0[:2] + dt * sums[:, 0:2]
+    e_hat, w_hat, v_hat = sums[:, 2:4], sums[:, 4:6], sums[:, 6:8]  # index i: t = i + 1
+    P = dt**2 * e_hat + dt**3 * v_hat  # (T, 2): P_{i+1}
+    mu_a = -(dt**3) * k_inc  # coefficient of W_t in d p_t / d a_tau
+    n_a = -P + dt**3 * k_inc[:, None] * w_hat  # (T, 2)
+    mu_d = dt**2 * v * dkap
+    n_d = -mu_d[:, None] * w_hat
+    saa, sad, sdd = cov_u[:, 0, 0], cov_u[:, 0, 1], cov_u[:, 1, 1]
+
+    def outer(x, y):
+        return (x[:, :, None] * y[:, None, :]).reshape(len(x), 4)
+
+    q_a = saa[:, None] * n_a + sad[:, None] * n_d  # sum_c' sigma_{a c'} N_c'
+    q_d = sad[:, None] * n_a + sdd[:, None] * n_d
+    moments = jnp.concatenate(
+        [
+            saa[:, None],
+            (saa * mu_a + sad * mu_d)[:, None],
+            (saa * mu_a**2 + 2 * sad * mu_a * mu_d + sdd * mu_d**2)[:, None],
+            q_a,
+            mu_a[:, None] * q_a + mu_d[:, None] * q_d,
+            outer(n_a, q_a) + outer(n_d, q_d),
+        ],
+        axis=-1,
+    )
+    cm = _cumsum(moments)
+    c1, c2, c3 = cm[:, 0, None], cm[:, 1, None], cm[:, 2, None]
+    c4, c5, c6 = cm[:, 3:5], cm[:, 5:7], cm[:, 7:11]
+    W = w_hat
+    pw = outer(P, W)
+    cov = (
+        c1 * outer(P, P)
+        + c2 * (pw + outer(W, P))
+        + c3 * outer(W, W)
+        + outer(P, c4)
+        + outer(c4, P)
+        + outer(W, c5)
+        + outer(c5, W)
+        + c6
+    ).reshape(-1, 2, 2)
+    return mean, 0.5 * (cov + jnp.swapaxes(cov, 1, 2))
 
 
 def _paper_accel_steering(mu_u, std_u, z0, dt, kappa_lin):
@@ -459,28 +546,17 @@ def _paper_accel_steering(mu_u, std_u, z0, dt, kappa_lin):
     No printed formula exists; this applies the printed std-sum rules: sigma_v accumulates
     sigma_a dt, sigma_theta accumulates dt (|kappa| sigma_v + v |dkappa| sigma_delta), and
     the positions follow the printed speed-heading (F3) recursion with s := v_t,
-    theta := theta_t.
+    theta := theta_t. Every recursion is a cumulative sum (no sequential scan).
     """
-
-    def step(carry, inp):
-        x, y, th, v, sv, sth, sx, sy = carry
-        mu, sd = inp
-        kap, dkap = kappa_lin(mu[1])
-        c, s = jnp.cos(th), jnp.sin(th)
-        r2 = 1.0 / jnp.sqrt(2.0)
-        sx1 = sx + dt * (-v * sth * s + sv * c - r2 * sv * sth * s)
-        sy1 = sy + dt * (v * sth * c + sv * s + r2 * sv * sth * c)
-        x1, y1 = x + v * c * dt, y + v * s * dt
-        th1 = th + v * kap * dt
-        sth1 = sth + dt * (jnp.abs(kap) * sv + jnp.abs(v * dkap) * sd[1])
-        v1, sv1 = v + mu[0] * dt, sv + sd[0] * dt
-        new = (x1, y1, th1, v1, sv1, sth1, sx1, sy1)
-        return new, (jnp.stack([x1, y1]), jnp.stack([sx1**2, sy1**2]))
-
-    zero = jnp.zeros((), mu_u.dtype)
-    carry0 = (z0[0], z0[1], z0[2], z0[3], zero, zero, zero, zero)
-    _, (mean, var) = lax.scan(step, carry0, (mu_u, std_u))
-    return mean, jax.vmap(jnp.diag)(var)
+    kap, dkap = kappa_lin(mu_u[:, 1])
+    v, _, e, mean = _bicycle_mean(mu_u[:, 0], kap, z0, dt)
+    c, s = e[:, 0], e[:, 1]
+    sv = dt * _excl_cumsum(std_u[:, 0])
+    sth = dt * _excl_cumsum(jnp.abs(kap) * sv + jnp.abs(v * dkap) * std_u[:, 1])
+    r2 = 1.0 / jnp.sqrt(2.0)
+    sx = dt * _cumsum(-v * sth * s + sv * c - r2 * sv * sth * s)
+    sy = dt * _cumsum(v * sth * c + sv * s + r2 * sv * sth * c)
+    return mean, jax.vmap(jnp.diag)(jnp.stack([sx**2, sy**2], -1))
 
 
 @partial(jax.jit, static_argnames=("formulation", "method", "curvature"))
@@ -528,7 +604,10 @@ def propagate(
         \\Sigma^z_{t+1} = F_t \\Sigma^z_t F_t^\\top + G_t \\Sigma^u_t G_t^\\top,
 
     which for ``"speed_heading"`` (:math:`F = I`) is a cumulative sum of linearised
-    increments. ``method="moment"`` matches the first two moments of
+    increments; for ``"accel_steering"`` the same recursion is evaluated without a
+    sequential scan, as :math:`\\Sigma^p_t = \\sum_\\tau J_{t\\tau}\\Sigma^u_\\tau
+    J_{t\\tau}^\\top` with the separable Euler Jacobian (a few prefix sums, O(T)).
+    ``method="moment"`` matches the first two moments of
     :math:`s(\\cos\\theta, \\sin\\theta)` exactly (note section 4.3: mean shrinks by
     :math:`e^{-\\sigma_\\theta^2/2}`); for ``"accel_steering"`` it is an assumed-density
     filter using the exact Gaussian moments of :math:`v e^{i\\theta}` with the state's

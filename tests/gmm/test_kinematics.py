@@ -102,6 +102,12 @@ def test_propagate_matches_monte_carlo(mc_reference, formulation, method):
     # mean is <= sum_t s dt sigma_theta^2 / 2 (note section 6) ~ 0.24 m for speed_heading.
     bias_bound = 0.25 if (formulation == "speed_heading" and method == "exact") else 0.03
     np.testing.assert_allclose(res.position_mean[-1], mc_mean[-1], atol=bias_bound)
+    # full covariance: the x-y correlation at the last step (MC std error of a sample
+    # correlation ~ (1 - rho^2) / sqrt(n) < 0.004; 0.03 leaves room for linearisation)
+    cov = np.asarray(res.position_cov[-1])
+    rho = cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])
+    rho_mc = mc_cov[-1, 0, 1] / np.sqrt(mc_cov[-1, 0, 0] * mc_cov[-1, 1, 1])
+    assert abs(rho - rho_mc) < 0.03, (rho, rho_mc)
 
 
 def test_monte_carlo_moments_matches_numpy_rollouts(mc_reference):
@@ -114,14 +120,14 @@ def test_monte_carlo_moments_matches_numpy_rollouts(mc_reference):
             Z0,
             dt=DT,
             formulation="accel_steering",
-            n_samples=N_MC,
+            n_samples=N_MC // 2,
             key=jax.random.PRNGKey(3),
             batch_size=25_000,
         )
     mean_np, cov_np = mc_reference["accel_steering"]
-    # two independent 1e5-sample estimates: relative std of each sample std ~ 0.22 %,
-    # of their difference ~ 0.32 %; 2 % is > 6 sigma. Means: difference of two MC means
-    # has std sd * sqrt(2/n) < 0.005 m at the last step; 0.03 m is > 6 sigma.
+    # a 5e4- and a 1e5-sample estimate: relative std of a sample std ~ 1/sqrt(2n), of
+    # their difference sqrt(1/1e5 + 1/2e5) ~ 0.39 %; 2 % is > 5 sigma. Means: difference
+    # of two MC means has std < sd * sqrt(3/1e5) < 0.006 m at the last step; 0.03 m > 5 sigma.
     np.testing.assert_allclose(
         np.sqrt(np.diagonal(np.asarray(mc.position_cov), axis1=1, axis2=2)),
         np.sqrt(np.diagonal(cov_np, axis1=1, axis2=2)),
@@ -297,10 +303,13 @@ def test_batching_jit_vmap_and_gradients():
     m, c = _controls("accel_steering")
     mb = np.stack([m, m * 1.1, m * 0.9])
     with x64_scope():
-        batched = propagate(mb, c, Z0, dt=DT, method="moment")
+        batched = propagate(mb, c, Z0, dt=DT, method="exact")
         for i in range(3):  # (T, 2) shapes: reuses the Monte Carlo test's compile
-            single = propagate(mb[i], c, Z0, dt=DT, method="moment")
-            np.testing.assert_allclose(batched.position_cov[i], single.position_cov, rtol=1e-12)
+            single = propagate(mb[i], c, Z0, dt=DT, method="exact")
+            # atol: the step-1 covariance is exactly 0 up to prefix-sum cancellation (1e-19)
+            np.testing.assert_allclose(
+                batched.position_cov[i], single.position_cov, rtol=1e-12, atol=1e-14
+            )
         # propagate under an outer jit and vmap (one compile for both transformations; the
         # tracer-aware validation is shared by all formulations, so the cheap linear one
         # is used here) vs propagate's own broadcasting over batch dimensions
@@ -374,3 +383,54 @@ def test_bad_input_raises(kwargs, match):
         propagate(
             args.pop("control_mean"), args.pop("control_cov"), args.pop("initial_state"), **args
         )
+
+
+def _numpy_ekf_and_printed(mu, sd, z0, dt, wheelbase):
+    """Independent NumPy loops: the EKF recursion (note 4.4) and the printed std sums (F4)."""
+    z = np.array(z0, dtype=float)
+    S = np.zeros((4, 4))
+    sv = sth = sx = sy = 0.0
+    ekf, printed = [], []
+    for t in range(len(mu)):
+        x, y, th, v = z
+        a, d = mu[t]
+        kap, dkap = np.tan(d) / wheelbase, 1.0 / (np.cos(d) ** 2 * wheelbase)
+        c, s = np.cos(th), np.sin(th)
+        F = np.array(
+            [
+                [1, 0, -v * s * dt, c * dt],
+                [0, 1, v * c * dt, s * dt],
+                [0, 0, 1, kap * dt],
+                [0, 0, 0, 1],
+            ]
+        )
+        G = np.array([[0, 0], [0, 0], [0, v * dkap * dt], [dt, 0]])
+        S = F @ S @ F.T + G @ np.diag(sd[t] ** 2) @ G.T
+        r2 = 1 / np.sqrt(2)
+        sx += dt * (-v * sth * s + sv * c - r2 * sv * sth * s)
+        sy += dt * (v * sth * c + sv * s + r2 * sv * sth * c)
+        sth += dt * (abs(kap) * sv + abs(v * dkap) * sd[t, 1])
+        sv += sd[t, 0] * dt
+        z = np.array([x + v * c * dt, y + v * s * dt, th + v * kap * dt, v + a * dt])
+        ekf.append((z[:2].copy(), S[:2, :2].copy()))
+        printed.append([sx**2, sy**2])
+    return ekf, np.asarray(printed)
+
+
+def test_accel_steering_cumsum_forms_match_recursions():
+    """The scan-free (cumulative-sum) bicycle propagation equals the EKF / printed loops."""
+    rng = np.random.default_rng(5)
+    n, dt, L = 9, 0.2, 2.8
+    mu = np.column_stack([rng.normal(size=n), rng.uniform(-0.3, 0.3, n)])
+    sd = rng.uniform(0.05, 0.4, (n, 2))
+    c = np.zeros((n, 2, 2))
+    c[:, 0, 0], c[:, 1, 1] = sd[:, 0] ** 2, sd[:, 1] ** 2
+    ekf, printed = _numpy_ekf_and_printed(mu, sd, Z0, dt, L)
+    with x64_scope():
+        ex = propagate(mu, c, Z0, dt=dt, wheelbase=L)
+        pa = propagate(mu, c, Z0, dt=dt, wheelbase=L, method="paper")
+    # float64, same algebra in a different order: round-off only
+    np.testing.assert_allclose(ex.position_mean, [m for m, _ in ekf], atol=1e-10)
+    np.testing.assert_allclose(ex.position_cov, [S for _, S in ekf], atol=1e-10)
+    np.testing.assert_allclose(pa.position_mean, [m for m, _ in ekf], atol=1e-10)
+    np.testing.assert_allclose(np.diagonal(pa.position_cov, axis1=1, axis2=2), printed, atol=1e-10)
