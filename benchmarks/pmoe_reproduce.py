@@ -27,7 +27,7 @@ SAC                unimodal tanh-Gaussian (the baseline)
 PMOE-K2, PMOE-K4   frequency estimator exactly as the official code (argmax routing,
                    per-primitive entropy)
 PMOE-ME-K2/K4      frequency estimator with the maximum-entropy correction
-                   (routing="boltzmann", entropy="mixture"; see RESULTS_pmoe.md)
+                   (routing="boltzmann", entropy="mixture"; see BENCHMARKS.md)
 Gumbel-K4          straight-through Gumbel-softmax, mixture entropy
 Score-K4           score-function gradient for the weights
 PPO, PMOE-PPO-K5   clipped PPO + GAE; PMOE-PPO as Popular-RL pmoe_ppo.py (K = 5)

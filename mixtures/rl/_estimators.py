@@ -202,7 +202,7 @@ def frequency_actor_loss(
     attains it, a second, wide primitive still wins with lucky samples that land on a peak
     (where :math:`\partial Q/\partial a = 0`, so it never moves) and keeps a routing
     weight equal to its win rate, which ``"sample"``-mode acting then spends on its bad
-    mean (the dead-primitive effect of the note, section 3; ``benchmarks/RESULTS_pmoe.md``).
+    mean (the dead-primitive effect of the note, section 3; ``BENCHMARKS.md``).
 
     Maximum-entropy correction (``routing="boltzmann"``, ``entropy="mixture"``; ours, not
     in the paper's code): the objective of SAC for the mixture,

@@ -336,7 +336,7 @@ class SAC(_Agent):
         target: the winning primitive's own ``log pi_k`` (official) or the mixture's
         ``log pi_mix`` (weights held constant), which penalises overlapping primitives.
         ``routing="boltzmann", entropy="mixture"`` is the maximum-entropy correction that
-        covers both optima of the bimodal toy (``benchmarks/RESULTS_pmoe.md``).
+        covers both optima of the bimodal toy (``BENCHMARKS.md``).
     total_timesteps : int, default=50_000
         Environment steps.
     learning_starts : int, default=1000

@@ -129,7 +129,7 @@ md(r"""
 
 Mean over steps of $\|\nabla L_m(\theta_k)\|^2$ (the left side of Theorem 3) over 100 steps and 2 seeds.
 The full comparison with the exact-oracle $\alpha_k^\star$, other step sizes and batch sizes is in
-`benchmarks/bvpo_reproduce.py` / `RESULTS_bvpo.md`: the ordering below is **not** universal.
+`benchmarks/bvpo_reproduce.py` / `BENCHMARKS.md`: the ordering below is **not** universal.
 """)
 
 code(r"""

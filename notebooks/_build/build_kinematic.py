@@ -215,7 +215,7 @@ cells = [
         "GMM has to learn the whole trajectory shape from very few examples; with more "
         "data the gap narrows, as the paper reports. This is one seed and 30 epochs, i.e. "
         "only 30 Adam steps at 20 agents, which under-trains the position GMM most. "
-        "The benchmark (`benchmarks/RESULTS_kinematic.md`: 3 seeds, >= 400 Adam steps for "
+        "The benchmark (`BENCHMARKS.md`: 3 seeds, >= 400 Adam steps for "
         "every arm, 20 / 200 / 2000 agents) measures a 19-35 % minADE6 gain over the "
         "position GMM at 20 agents, 3-8 % at 200 and 1-4 % at 2000, but no gain over the "
         "learned-variance (Deep Kinematic Models-style) baseline, whose deterministic "

@@ -99,7 +99,7 @@ cells = [
         "sit on a peak, where the critic's gradient is zero). The maximum-entropy correction "
         "separates the primitives (the mixture entropy penalises overlap) and keeps tied "
         "primitives at equal weight, so the policy covers both optima. Seeds, confidence "
-        "intervals and the other arms: `benchmarks/RESULTS_pmoe.md`."
+        "intervals and the other arms: `BENCHMARKS.md`."
     ),
 ]
 nb = nbf.v4.new_notebook(

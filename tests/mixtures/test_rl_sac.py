@@ -124,7 +124,7 @@ def _train_bandit(seed, kind, steps=600, batch=128, alpha=0.15):
 
     ``kind``: "gaussian" (plain SAC), "argmax" (official PMOE, K = 2) or "maxent" (PMOE
     with Boltzmann routing and mixture entropy, K = 2). alpha = 0.15 is where the learned
-    temperature settles on this task (benchmarks/RESULTS_pmoe.md). Returns the weights and
+    temperature settles on this task (BENCHMARKS.md). Returns the weights and
     the primitives' deterministic actions on 200 contexts.
     """
     opt = optax.adam(3e-3)
