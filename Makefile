@@ -21,10 +21,11 @@ lint: sync
 	$(RUN) ruff format --check mixtures gp gmm tests benchmarks
 
 # Unit tests, doctests of the packages and the executed notebooks, in one pytest run.
+# Notebooks come first so that their long items start early and both workers finish together.
 test: sync
 	$(RUN) ruff check mixtures gp gmm tests benchmarks
 	$(RUN) pytest -n $(PYTEST_WORKERS) --doctest-modules --nbmake --nbmake-timeout=600 \
-		tests mixtures gp gmm notebooks
+		notebooks tests mixtures gp gmm
 
 demo: sync
 	$(RUN) mixproc demo --output mixproc-demo
