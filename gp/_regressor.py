@@ -16,7 +16,7 @@ from scipy.linalg import lapack
 from sklearn.base import RegressorMixin
 
 from gp._linalg import cholesky_lower_inplace, restore_lower, zero_strict_upper
-from gp._type2 import fit_type2
+from gp._type2 import fit_type2, training_kernel
 from gp.kernels import (
     _cached_kernel_fn,
     _default_batch_size,
@@ -103,19 +103,8 @@ def _hyper_model(architecture, depth, activation, kind, names):
                 p[name] = numpyro.sample(name, dist.LogNormal(centres[name], _HYPER_LOG_SD[name]))
             else:
                 p[name] = jnp.exp(centres[name])
-        if "W_std" in names or "b_std" in names:
-            k = preset_kernel(
-                data,
-                None,
-                p["W_std"],
-                p["b_std"],
-                architecture=architecture,
-                depth=depth,
-                activation=activation,
-                get="nngp",
-            )
-        else:
-            k = data
+        rebuild = "W_std" in names or "b_std" in names
+        k = training_kernel(data, p, rebuild, architecture, depth, activation)
         stats = gp_statistics(k, y, p["noise"])
         if kind == "inverse_gamma":  # scale marginalised: the Student-t marginal (note sec. 3)
             lml = student_t_log_marginal(stats, prior.concentration, prior.rate)

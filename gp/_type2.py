@@ -31,7 +31,14 @@ from gp.posterior import (
 )
 from mixtures.distributions import BurrXII
 
-__all__ = ["BOUNDS", "PRIOR_KINDS", "Type2Result", "fit_type2", "negative_log_marginal"]
+__all__ = [
+    "BOUNDS",
+    "PRIOR_KINDS",
+    "Type2Result",
+    "fit_type2",
+    "negative_log_marginal",
+    "training_kernel",
+]
 
 #: Box for each hyperparameter; the optimiser works on an unconstrained u with
 #: p = lo * (hi / lo) ** sigmoid(u), so it cannot run off along the W_std / beta ridge
@@ -65,6 +72,27 @@ def _to_unconstrained(p: dict) -> dict:
         frac = (np.log(np.clip(v, lo * 1.0001, hi / 1.0001)) - np.log(lo)) / np.log(hi / lo)
         out[k] = jnp.asarray(np.log(frac / (1 - frac)), jnp.float64)
     return out
+
+
+def training_kernel(data, params, rebuild, architecture, depth, activation):
+    """The NNGP training kernel: rebuilt from ``params["W_std"]``/``params["b_std"]`` when
+    ``rebuild`` (``data`` are the inputs), else ``data`` is the fixed kernel matrix.
+
+    Shared by type-II fitting and the NUTS model over the hyperparameters, so both
+    differentiate through the same neural-tangents kernel.
+    """
+    if not rebuild:
+        return data
+    return preset_kernel(
+        data,
+        None,
+        params["W_std"],
+        params["b_std"],
+        architecture=architecture,
+        depth=depth,
+        activation=activation,
+        get="nngp",
+    )
 
 
 class Type2Result(NamedTuple):
@@ -101,19 +129,7 @@ def negative_log_marginal(
     distribution with traceable ``log_prob``, kept fixed; quadrature).
     """
     p = _to_natural(log_params)
-    if fit_kernel:
-        k = preset_kernel(
-            data,
-            None,
-            p["W_std"],
-            p["b_std"],
-            architecture=architecture,
-            depth=depth,
-            activation=activation,
-            get="nngp",
-        )
-    else:
-        k = data
+    k = training_kernel(data, p, fit_kernel, architecture, depth, activation)
     stats = gp_statistics(k, y, p["noise"])
     if prior_kind == "inverse_gamma":
         lml = student_t_log_marginal(stats, p["alpha"], p["beta"])

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import numbers
 import pathlib
+from numbers import Integral, Real
 from typing import Any
 
 import gymnasium as gym
 import jax
 import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from mixtures.base import MixprocEstimator
 
@@ -70,7 +72,23 @@ def make_env(env: Any, env_kwargs: dict | None = None) -> gym.Env:
 class _Agent(MixprocEstimator):
     """Base of :class:`SAC` and :class:`PPO`: env handling, evaluation and saving."""
 
-    _act_modes: tuple[str, ...] = ()
+    _act_modes: tuple[str, ...] = ("sample", "argmax", "stochastic")
+    # Constraints of the parameters both agents share; each subclass adds its own.
+    _shared_constraints: dict = {
+        "policy": [StrOptions({"mixture", "gaussian"})],
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "total_timesteps": [Interval(Integral, 1, None, closed="left")],
+        "hidden_sizes": ["array-like"],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "gamma": [Interval(Real, 0, 1, closed="both")],
+        "weight_coef": [Interval(Real, 0, None, closed="left")],
+        "eval_freq": [Interval(Integral, 0, None, closed="left")],
+        "n_eval_episodes": [Interval(Integral, 1, None, closed="left")],
+        "eval_mode": [StrOptions(set(_act_modes))],
+        "env_kwargs": [dict, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
 
     # --- environment helpers -------------------------------------------------------------
     def _make_env(self) -> gym.Env:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
 from mixtures.distributions import GaussianMixture
@@ -265,29 +265,16 @@ class PPO(_Agent):
         ``value_loss``, ``weight_loss``, ``eval_timesteps``, ``eval_returns``.
     """
 
-    _act_modes = ("sample", "argmax", "stochastic")
     _parameter_constraints = {
-        "policy": [StrOptions({"mixture", "gaussian"})],
-        "n_components": [Interval(Integral, 1, None, closed="left")],
-        "total_timesteps": [Interval(Integral, 1, None, closed="left")],
+        **_Agent._shared_constraints,
         "n_steps": [Interval(Integral, 2, None, closed="left")],
         "n_minibatches": [Interval(Integral, 1, None, closed="left")],
         "n_epochs": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "gamma": [Interval(Real, 0, 1, closed="both")],
         "gae_lambda": [Interval(Real, 0, 1, closed="both")],
         "clip_range": [Interval(Real, 0, None, closed="neither")],
         "vf_coef": [Interval(Real, 0, None, closed="left")],
-        "weight_coef": [Interval(Real, 0, None, closed="left")],
         "q_coef": [Interval(Real, 0, None, closed="left")],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither")],
-        "hidden_sizes": ["array-like"],
-        "eval_freq": [Interval(Integral, 0, None, closed="left")],
-        "n_eval_episodes": [Interval(Integral, 1, None, closed="left")],
-        "eval_mode": [StrOptions({"sample", "argmax", "stochastic"})],
-        "env_kwargs": [dict, None],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(

@@ -389,20 +389,14 @@ class SAC(_Agent):
     (1, 1)
     """
 
-    _act_modes = ("sample", "argmax", "stochastic")
     _parameter_constraints = {
-        "policy": [StrOptions({"mixture", "gaussian"})],
-        "n_components": [Interval(Integral, 1, None, closed="left")],
+        **_Agent._shared_constraints,
         "estimator": [StrOptions(set(ESTIMATORS))],
         "routing": [StrOptions(set(ROUTINGS))],
         "entropy": [StrOptions(set(ENTROPIES))],
-        "total_timesteps": [Interval(Integral, 1, None, closed="left")],
         "learning_starts": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "buffer_size": [Interval(Integral, 1, None, closed="left")],
-        "hidden_sizes": ["array-like"],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "gamma": [Interval(Real, 0, 1, closed="both")],
         "tau": [Interval(Real, 0, 1, closed="both")],
         "train_freq": [Interval(Integral, 1, None, closed="left")],
         "gradient_steps": [Interval(Integral, 1, None, closed="left"), None],
@@ -410,15 +404,8 @@ class SAC(_Agent):
         "autotune_alpha": ["boolean"],
         "target_entropy": [Real, None],
         "reward_scale": [Interval(Real, 0, None, closed="neither")],
-        "weight_coef": [Interval(Real, 0, None, closed="left")],
         "gumbel_temperature": [Interval(Real, 0, None, closed="neither")],
         "gumbel_hard": ["boolean"],
-        "eval_freq": [Interval(Integral, 0, None, closed="left")],
-        "n_eval_episodes": [Interval(Integral, 1, None, closed="left")],
-        "eval_mode": [StrOptions({"sample", "argmax", "stochastic"})],
-        "env_kwargs": [dict, None],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(
