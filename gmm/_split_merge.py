@@ -10,8 +10,9 @@ GPC code, all deliberate (note, section 6):
 - known-class (protected) components keep their ids ``0..n_fixed-1``. They may **merge**
   with an unlabelled component (a spurious component that is really part of a known class
   is absorbed) and may **split off** a sub-cluster, so K can grow from ``K0 = |Y_l|``;
-  two known classes never merge. The split proposal of a known class is a free 2-means,
-  made only when one child holds less than a quarter of the parent's labelled fraction
+  two known classes never merge. A known class proposes two 2-means splits, a free one
+  and one seeded away from its labelled samples (:func:`_known_class_split`), and keeps
+  one only when its new child holds less than a quarter of the parent's labelled fraction
   ``f`` (its few labelled samples are then moved to the class child): the labelled
   samples are a random subset of their class (GCD's split), so a child that is part of
   the class holds about ``f`` of them (binomial), and cutting through them would only
@@ -82,7 +83,10 @@ def two_means(X, labelled, rng, n_iter: int = 10) -> np.ndarray:
     """2-means sub-cluster proposal (k-means++ seeds, Lloyd iterations).
 
     If some rows are ``labelled`` they are clamped to sub-cluster 0, whose seed is their
-    mean; sub-cluster 1 is seeded by k-means++ among the unlabelled rows.
+    mean; sub-cluster 1 is seeded among the unlabelled rows with probability proportional
+    to the squared distance to the nearest labelled row (a k-means++ step against the
+    labelled samples, at most 256 of them), so that a new class hidden in a known-class
+    component, whose samples are far from every labelled sample, seeds it.
 
     Returns
     -------
@@ -97,7 +101,13 @@ def two_means(X, labelled, rng, n_iter: int = 10) -> np.ndarray:
     pool = np.flatnonzero(free)
     if pool.size == 0:
         return np.zeros(n, dtype=np.int64)
-    d2 = ((X[pool] - c0) ** 2).sum(1)
+    if labelled.any():
+        ref = np.flatnonzero(labelled)
+        if ref.size > 256:
+            ref = rng.choice(ref, 256, replace=False)
+        d2 = _sqdist(X[pool], X[ref]).min(1)
+    else:
+        d2 = ((X[pool] - c0) ** 2).sum(1)
     tot = d2.sum()
     i = pool[rng.choice(pool.size, p=d2 / tot)] if tot > 0 else pool[rng.integers(pool.size)]
     c = np.stack([c0, X[i]])
@@ -132,6 +142,49 @@ def _project(cov, covariance_type):
 
 def _take(stats: ClusterStats, idx) -> ClusterStats:
     return ClusterStats(stats.n[idx], stats.mean[idx], stats.scatter[idx])
+
+
+def _label_test(Xk, lab, sub) -> np.ndarray | None:
+    """Orient a 2-way proposal of a known class and apply the labelled-fraction test.
+
+    Child 0 keeps the class id. The labelled samples are assigned to the nearer child
+    centre *without clamping*; the proposal is kept only if child 1 then holds less than a
+    quarter of the parent's labelled fraction ``f`` (a child that is part of the class
+    would hold about ``f`` of its samples labelled, binomially). Its few labelled samples
+    are then moved to child 0. Returns ``None`` when the test fails.
+    """
+    if not ((sub == 0).any() and (sub == 1).any()):
+        return None
+    c = np.stack([Xk[sub == 0].mean(0), Xk[sub == 1].mean(0)])
+    free = _sqdist(Xk, c).argmin(1)
+    frac = [lab[free == j].sum() / max((free == j).sum(), 1) for j in (0, 1)]
+    if frac[1] > frac[0]:
+        sub, free, frac = 1 - sub, 1 - free, frac[::-1]
+    if frac[1] >= 0.25 * lab.mean():
+        return None
+    return np.where(lab, 0, sub)
+
+
+def _known_class_split(Xk, lab, rng, prior) -> np.ndarray | None:
+    """Split proposal for a known-class component (a new class hidden in it), or ``None``.
+
+    Two proposals, each checked by :func:`_label_test`: a free 2-means (which never cuts
+    through a multi-modal known class on purpose) and a 2-means with the labelled samples
+    clamped to child 0 (which finds an unlabelled class when the free 2-means cuts
+    elsewhere, e.g. a component holding the known class and two new ones). Of those that
+    pass, the one with the larger Hastings ratio is proposed.
+    """
+    best, best_lh = None, -np.inf
+    for clamp in (False, True):
+        sub = two_means(Xk, lab if clamp else np.zeros(lab.size, dtype=bool), rng)
+        sub = _label_test(Xk, lab, sub)
+        if sub is None:
+            continue
+        st = cluster_stats(Xk, sub, 2)
+        lh = float(log_hastings_split(_take(st, [0]), _take(st, [1]), prior)[0])
+        if best is None or lh > best_lh:
+            best, best_lh = sub, lh
+    return best
 
 
 def split_merge_round(
@@ -199,20 +252,9 @@ def split_merge_round(
         if lab.all():
             continue
         if lab.any():
-            # a known class: its labelled samples are a random subset of the class (GCD
-            # split), so a child holding some of them is part of the class. Propose a free
-            # 2-means and only split off a child without labelled samples (a new class
-            # hidden in the component); never cut through the labelled samples.
-            sub = two_means(X[idx], np.zeros(idx.size, dtype=bool), rng)
-            frac = [lab[sub == j].mean() if (sub == j).any() else 0.0 for j in (0, 1)]
-            if frac[1] > frac[0]:
-                sub = 1 - sub  # the child that keeps the known id holds the labels
-                frac = frac[::-1]
-            # binomial sampling of the labels: a child of the class would hold about the
-            # parent's labelled fraction f; less than f / 4 says it is not the class
-            if frac[1] >= 0.25 * lab.mean():
+            sub = _known_class_split(X[idx], lab, rng, prior)
+            if sub is None:
                 continue
-            sub = np.where(lab, 0, sub)  # its few labelled samples stay with the class
         else:
             sub = two_means(X[idx], lab, rng)
         n1 = int((sub == 0).sum())
