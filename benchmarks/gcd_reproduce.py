@@ -59,6 +59,22 @@ def load_set(name: str, data_dir: pathlib.Path):
     raise ValueError(f"unknown set {name!r}; expected one of {SETS}.")
 
 
+def log_partition_posterior(X, labels, prior, alpha=1.0):
+    """log p(partition | X) up to a constant under the DP-NIW model of the split/merge
+    moves: ``sum_k [log alpha + ln Gamma(N_k) + log f(X_k)]`` (the Hastings ratios are its
+    differences, note 5.1). Comparing a method's partition with the true classes shows
+    whether the model itself prefers the truth."""
+    from scipy.special import gammaln
+
+    from gmm._niw import cluster_stats, niw_log_evidence
+
+    _, lab = np.unique(labels, return_inverse=True)
+    k = int(lab.max()) + 1
+    st = cluster_stats(np.asarray(X, dtype=np.float64), lab, k)
+    lf = niw_log_evidence(st, prior)
+    return float(k * np.log(alpha) + (gammaln(st.n) + lf).sum())
+
+
 def run_set(name, X, y, n_old, seeds, arms, starts, rules, max_rounds, assignment, prior):
     """Run the chosen arms on one set; return one dict per (seed, method)."""
     from gmm import (
@@ -69,16 +85,23 @@ def run_set(name, X, y, n_old, seeds, arms, starts, rules, max_rounds, assignmen
         estimate_n_clusters,
         make_gcd_split,
     )
+    from gmm._niw import default_prior, empirical_bayes_prior
 
     K = int(np.unique(y).size)
     out = []
+    niw = {}
 
     def record(method, seed, labels, k_hat, secs, u, s, traj=None):
         acc = cluster_accuracy(y[u], labels[u], s.old_mask[u])
+        if seed not in niw:  # the SS-GMM prior of this split, and the truth's log posterior
+            pr = empirical_bayes_prior(X, s.y) if prior else default_prior(X)
+            niw[seed] = (pr, log_partition_posterior(X, y, pr))
+        pr, lp_true = niw[seed]
         row = {
             "set": name, "method": method, "seed": int(seed), "K": K, "k_hat": int(k_hat),
             "all": acc["all"], "old": acc["old"], "new": acc["new"], "seconds": secs,
             "k_trajectory": traj,
+            "log_post_vs_truth": log_partition_posterior(X, labels, pr) - lp_true,
         }  # fmt: skip
         out.append(row)
         print(
@@ -132,21 +155,29 @@ def print_tables(rows):
         K = sub[0]["K"]
         seeds = sorted({r["seed"] for r in sub})
         print(f"\n### {name}: K = {K}, seeds = {seeds}")
+        ref = {r["seed"]: r["all"] for r in sub if r["method"] == "SS-k-means (true K)"}
         print(
             "| method | n | All | Old | New | K-hat | mean abs(K-hat-K)/K | K-hat within 10% "
-            "| s/run |"
+            "| paired All - SS-k-means (SE) | log p(partition) - log p(truth) | s/run |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for method in dict.fromkeys(r["method"] for r in sub):
             v = [r for r in sub if r["method"] == method]
             a = np.array([[r["all"], r["old"], r["new"], r["k_hat"], r["seconds"]] for r in v])
             mu, sd = a.mean(0), a.std(0)
             kerr = np.abs(a[:, 3] - K) / K
             label = method.replace("|", "\\|")  # keep markdown columns intact
+            diff = [r["all"] - ref[r["seed"]] for r in v if r["seed"] in ref]
+            paired = "-"
+            if diff and method != "SS-k-means (true K)":
+                se = np.std(diff, ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.nan
+                paired = f"{np.mean(diff):+.3f} ({se:.3f})"
+            lp = [r["log_post_vs_truth"] for r in v if "log_post_vs_truth" in r]
+            lp = f"{np.mean(lp):+.0f}" if lp else "-"
             print(
                 f"| {label} | {len(v)} | {mu[0]:.3f} ± {sd[0]:.3f} | {mu[1]:.3f} | "
                 f"{mu[2]:.3f} | {mu[3]:.1f} ± {sd[3]:.1f} | {kerr.mean():.2f} | "
-                f"{int((kerr <= 0.1).sum())}/{len(v)} | {mu[4]:.1f} |"
+                f"{int((kerr <= 0.1).sum())}/{len(v)} | {paired} | {lp} | {mu[4]:.1f} |"
             )
 
 
