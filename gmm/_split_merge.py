@@ -11,7 +11,7 @@ GPC code, all deliberate (note, section 6):
   with an unlabelled component (a spurious component that is really part of a known class
   is absorbed) and may **split off** a sub-cluster, so K can grow from ``K0 = |Y_l|``;
   two known classes never merge. A known class proposes two 2-means splits, a free one
-  and one seeded away from its labelled samples (:func:`_known_class_split`), and keeps
+  and one seeded away from its labelled samples (:func:`_known_class_proposals`), and keeps
   one only when its new child holds less than a quarter of the parent's labelled fraction
   ``f`` (its few labelled samples are then moved to the class child): the labelled
   samples are a random subset of their class (GCD's split), so a child that is part of
@@ -165,26 +165,23 @@ def _label_test(Xk, lab, sub) -> np.ndarray | None:
     return np.where(lab, 0, sub)
 
 
-def _known_class_split(Xk, lab, rng, prior) -> np.ndarray | None:
-    """Split proposal for a known-class component (a new class hidden in it), or ``None``.
+def _known_class_proposals(Xk, lab, rng) -> list[np.ndarray]:
+    """Split proposals for a known-class component (a new class hidden in it).
 
-    Two proposals, each checked by :func:`_label_test`: a free 2-means (which never cuts
-    through a multi-modal known class on purpose) and a 2-means with the labelled samples
-    clamped to child 0 (which finds an unlabelled class when the free 2-means cuts
-    elsewhere, e.g. a component holding the known class and two new ones). Of those that
-    pass, the one with the larger Hastings ratio is proposed.
+    Two 2-means proposals, each kept only if it passes :func:`_label_test`: a free one
+    (which never cuts through a multi-modal known class on purpose) and one with the
+    labelled samples clamped to child 0 (which finds an unlabelled class when the free
+    2-means cuts elsewhere, e.g. a component holding the known class and two new ones).
+    :func:`split_merge_round` scores them with the batched Hastings ratios of all
+    proposals and keeps the larger one per component.
     """
-    best, best_lh = None, -np.inf
+    out = []
     for clamp in (False, True):
         sub = two_means(Xk, lab if clamp else np.zeros(lab.size, dtype=bool), rng)
         sub = _label_test(Xk, lab, sub)
-        if sub is None:
-            continue
-        st = cluster_stats(Xk, sub, 2)
-        lh = float(log_hastings_split(_take(st, [0]), _take(st, [1]), prior)[0])
-        if best is None or lh > best_lh:
-            best, best_lh = sub, lh
-    return best
+        if sub is not None:
+            out.append(sub)
+    return out
 
 
 def split_merge_round(
@@ -243,7 +240,7 @@ def split_merge_round(
     lab_all = y >= 0
 
     # ---- split proposals: 2-means on each component's members
-    cand, subs, c1, c2 = [], [], [], []
+    cand, c1, c2 = [], [], []
     for k in range(K):
         idx = members[k]
         if idx.size <= 2 * (min_size + 1) - 1:
@@ -252,19 +249,14 @@ def split_merge_round(
         if lab.all():
             continue
         if lab.any():
-            sub = _known_class_split(X[idx], lab, rng, prior)
-            if sub is None:
-                continue
+            proposals = _known_class_proposals(X[idx], lab, rng)
         else:
-            sub = two_means(X[idx], lab, rng)
-        n1 = int((sub == 0).sum())
-        if n1 <= min_size or idx.size - n1 <= min_size:
-            continue
-        st = cluster_stats(X[idx], sub, 2)
-        cand.append(k)
-        subs.append(sub)
-        c1.append(_take(st, [0]))
-        c2.append(_take(st, [1]))
+            proposals = [two_means(X[idx], lab, rng)]
+        for sub in proposals:
+            st = cluster_stats(X[idx], sub, 2)
+            cand.append(k)
+            c1.append(_take(st, [0]))
+            c2.append(_take(st, [1]))
     used = np.zeros(K, dtype=bool)
     new_comp: dict[int, tuple] = {}  # id -> (weight, mean, cov)
     appended: list[tuple] = []
@@ -276,7 +268,14 @@ def split_merge_round(
         log_h = log_hastings_split(s1, s2, prior, alpha)
         mu1, cov1 = map_gaussian(s1, prior, reg_covar)
         mu2, cov2 = map_gaussian(s2, prior, reg_covar)
+        best: dict[int, int] = {}  # component -> its proposal with the largest ratio
         for j, k in enumerate(cand):
+            if k not in best or log_h[j] > log_h[best[k]]:
+                best[k] = j
+        for k, j in best.items():
+            n1 = s1.n[j]
+            if n1 <= min_size or members[k].size - n1 <= min_size:
+                continue  # GPC's size gate
             if not np.isfinite(log_h[j]) or not _accept(log_h[j], acceptance, p_fixed, rng):
                 continue
             used[k] = True
