@@ -50,7 +50,11 @@ def _expected_failed_checks(estimator):
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
+    # each check raises on failure; it must also leave the shared instance exactly as
+    # constructed (the estimator contract: only fit-time attributes end in "_")
+    before = estimator.get_params(deep=False)
     check(estimator)
+    assert estimator.get_params(deep=False) == before
 
 
 # Estimators deliberately left out of ESTIMATORS, each with the reason.
