@@ -14,7 +14,14 @@ from tqdm.auto import tqdm
 from mixtures.base import MixprocEstimator, check_finite_result, x64_scope
 
 from ._kmeans import _sqdist, ss_kmeans, validate_semi_labels
-from ._niw import NIWPrior, cluster_stats, default_prior, empirical_bayes_prior, map_gaussian
+from ._niw import (
+    NIWPrior,
+    cluster_stats,
+    default_prior,
+    empirical_bayes_prior,
+    log_partition_posterior,
+    map_gaussian,
+)
 from ._split_merge import split_merge_round
 from ._ssgmm_core import (
     GMMParams,
@@ -119,8 +126,11 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
     labels_ : ndarray of shape (n_samples,)
         Training assignments (labelled samples keep their class).
     history_ : dict of lists
-        ``"n_components"``, ``"log_likelihood"``, ``"n_splits"``, ``"n_merges"`` per round
-        (entry 0 is the initial EM phase).
+        ``"n_components"``, ``"log_likelihood"``, ``"n_splits"``, ``"n_merges"`` and
+        ``"log_posterior"`` per round (entry 0 is the initial EM phase).
+        ``"log_posterior"`` is the DP-NIW log posterior of the round's hard partition
+        (:func:`gmm._niw.log_partition_posterior`), the objective whose differences are
+        the Hastings ratios; it tells whether a change of K made the model happier.
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
@@ -200,6 +210,9 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         for name in ("n_init", "max_iter"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
+        v = self.max_rounds
+        if isinstance(v, bool) or not float(v).is_integer() or v < 0:
+            raise ValueError(f"max_rounds must be an integer >= 0; got {v!r}.")
         if self.split_alpha <= 0:
             raise ValueError(f"split_alpha must be positive; got {self.split_alpha}.")
         if self.reg_covar < 0:
@@ -321,6 +334,52 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         lp = self._log_prob(X, w, m, c)
         return np.where(y >= 0, y, lp.argmax(1))
 
+    # ------------------------------------------------------------------ search
+    def _log_posterior(self, ctx, w, m, c) -> float:
+        labels = self._hard_labels(ctx["X"], ctx["y"], w, m, c)
+        return log_partition_posterior(ctx["X"], labels, ctx["prior"], float(self.split_alpha))
+
+    def _round(self, ctx, state, rng, history, known):
+        """One split/merge round and the EM phase after it."""
+        w, m, c = state[:3]
+        X, y = ctx["X"], ctx["y"]
+        labels = self._hard_labels(X, y, w, m, c)
+        prot = np.zeros(m.shape[0], dtype=bool)
+        prot[known] = True
+        rr = split_merge_round(
+            X, y, labels, w, m, c, ctx["prior"],
+            protected=prot, n_fixed=ctx["n_fixed"], alpha=float(self.split_alpha),
+            acceptance=self.acceptance, p_fixed=float(self.p_fixed),
+            min_size=int(self.min_split_size), merge_neighbors=int(self.merge_neighbors),
+            reg_covar=float(self.reg_covar), covariance_type=self.covariance_type,
+            rng=rng,
+        )  # fmt: skip
+        moved = rr.n_splits + rr.n_merges
+        if moved:
+            state = self._run_em(ctx, rr.weights, rr.means, rr.covariances, rng)
+        w, m, c, lb = state[:4]
+        history["n_components"].append(m.shape[0])
+        history["log_likelihood"].append(lb)
+        history["n_splits"].append(rr.n_splits)
+        history["n_merges"].append(rr.n_merges)
+        history["log_posterior"].append(self._log_posterior(ctx, w, m, c))
+        if self.verbose > 1:
+            print(
+                f"K={m.shape[0]} splits={rr.n_splits} merges={rr.n_merges} ll={lb:.4f} "
+                f"log posterior={history['log_posterior'][-1]:.1f}"
+            )
+        return state, moved
+
+    def _descend(self, ctx, state, rng, history, known):
+        """Metropolis-Hastings split/merge rounds until two rounds pass without a move."""
+        quiet = 0
+        for _ in tqdm(range(int(self.max_rounds)), disable=not self.verbose, desc="split/merge"):
+            state, moved = self._round(ctx, state, rng, history, known)
+            quiet = 0 if moved else quiet + 1
+            if quiet >= 2:
+                break
+        return state
+
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
         """Fit on ``X`` with semi-supervised labels ``y`` (``-1`` = unlabelled).
@@ -389,38 +448,11 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
             "log_likelihood": [lb],
             "n_splits": [0],
             "n_merges": [0],
+            "log_posterior": [self._log_posterior(ctx, w, m, c)],
         }
         if self.split_merge:
-            quiet = 0
-            it = range(int(self.max_rounds))
-            for _ in tqdm(it, disable=not self.verbose, desc="split/merge"):
-                labels = self._hard_labels(Xc, y, w, m, c)
-                k = m.shape[0]
-                prot = np.zeros(k, dtype=bool)
-                prot[known] = True
-                rr = split_merge_round(
-                    Xc, y, labels, w, m, c, prior,
-                    protected=prot, n_fixed=n_fixed, alpha=float(self.split_alpha),
-                    acceptance=self.acceptance, p_fixed=float(self.p_fixed),
-                    min_size=int(self.min_split_size),
-                    merge_neighbors=int(self.merge_neighbors),
-                    reg_covar=float(self.reg_covar), covariance_type=self.covariance_type,
-                    rng=rng,
-                )  # fmt: skip
-                moved = rr.n_splits + rr.n_merges
-                if moved:
-                    w, m, c, lb, n_iter, conv = self._run_em(
-                        ctx, rr.weights, rr.means, rr.covariances, rng
-                    )
-                history["n_components"].append(m.shape[0])
-                history["log_likelihood"].append(lb)
-                history["n_splits"].append(rr.n_splits)
-                history["n_merges"].append(rr.n_merges)
-                if self.verbose > 1:
-                    print(f"K={m.shape[0]} splits={rr.n_splits} merges={rr.n_merges} ll={lb:.4f}")
-                quiet = 0 if moved else quiet + 1
-                if quiet >= 2:
-                    break
+            state = self._descend(ctx, (w, m, c, lb, n_iter, conv), rng, history, known)
+            w, m, c, lb, n_iter, conv = state
         self.prior_ = NIWPrior(
             np.asarray(prior.mean) + offset, prior.kappa, prior.nu, np.asarray(prior.psi)
         )

@@ -13,6 +13,7 @@ from gmm._niw import (
     empirical_bayes_prior,
     log_hastings_merge,
     log_hastings_split,
+    log_partition_posterior,
     map_gaussian,
     niw_log_evidence,
     pool_stats,
@@ -72,6 +73,26 @@ def test_hastings_ratios_match_scipy(blobs, alpha):
     np.testing.assert_allclose(got_s, [want], rtol=1e-9)
     np.testing.assert_allclose(got_m, [-want], rtol=1e-9)
     assert want > 0  # two well separated blobs: the split is favoured
+
+
+@pytest.mark.parametrize("alpha", [1.0, 10.0])
+def test_partition_posterior_matches_scipy_and_hastings(blobs, alpha):
+    a, b = blobs
+    X = np.concatenate([a, b])
+    prior = default_prior(X)
+    labels = np.r_[np.full(40, 7), np.full(30, 3)]  # arbitrary, non-contiguous ids
+    got2 = log_partition_posterior(X, labels, prior, alpha)
+    got1 = log_partition_posterior(X, np.zeros(70, int), prior, alpha)
+    lf1, lf2, lf = (_scipy_log_evidence(Z, prior) for Z in (a, b, X))
+    # sum_k [log alpha + ln Gamma(N_k) + log f(X_k)], scipy evidence as the reference
+    want2 = 2 * np.log(alpha) + gammaln(40) + lf1 + gammaln(30) + lf2
+    want1 = np.log(alpha) + gammaln(70) + lf
+    np.testing.assert_allclose([got2, got1], [want2, want1], rtol=1e-9)
+    # its difference is the split Hastings ratio (note 5.1)
+    st = cluster_stats(X, (labels == 3).astype(int), 2)
+    s1 = ClusterStats(st.n[:1], st.mean[:1], st.scatter[:1])
+    s2 = ClusterStats(st.n[1:], st.mean[1:], st.scatter[1:])
+    np.testing.assert_allclose(got2 - got1, log_hastings_split(s1, s2, prior, alpha)[0], rtol=1e-9)
 
 
 def test_hastings_degenerate_cases():

@@ -22,7 +22,7 @@ from gmm import (
     estimate_n_clusters,
     make_gcd_split,
 )
-from gmm._niw import NIWPrior, cluster_stats, default_prior
+from gmm._niw import NIWPrior, cluster_stats, default_prior, log_partition_posterior
 from gmm._split_merge import split_merge_round
 from gmm._ssgmm_core import (
     GMMParams,
@@ -146,6 +146,13 @@ def test_recovers_k_from_half_and_triple(k0, assignment):
     ).fit(X, s.y)
     assert m.n_components_ == 6
     assert m.history_["n_components"][0] == k0
+    # history_["log_posterior"] is the DP-NIW objective of each round's partition
+    h = m.history_
+    assert len(h["log_posterior"]) == len(h["n_components"])
+    # the estimator works on centred data; the evidence is translation invariant, so only
+    # float64 rounding of the centring separates the two (sums of O(1e3) terms: 1e-9)
+    want = log_partition_posterior(X, m.labels_, m.prior_)
+    np.testing.assert_allclose(h["log_posterior"][-1], want, rtol=1e-9)
     u = ~s.labelled_mask
     assert cluster_accuracy(yt[u], m.labels_[u], s.old_mask[u])["all"] > 0.95
     # known classes keep their component ids
