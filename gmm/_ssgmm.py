@@ -75,7 +75,11 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
     ----------
     n_components : int or None, default=None
         Number of components (the starting K when ``split_merge=True``). ``None`` starts
-        from ``max(2 L, L + 1, 2)`` for ``L`` known classes.
+        from ``max(4 L, L + 1, 2)`` for ``L`` known classes, the middle of the
+        ``2-6 |Y_l|`` range the note recommends (section 6): the search then mostly
+        merges, and on ImageNet-50 and digits searches that start above K end at
+        partitions of higher DP-NIW log posterior (``history_["log_posterior"]``) than
+        searches that grow from below (BENCHMARKS.md).
     covariance_type : {"full", "diag", "spherical"}, default="full"
     assignment : {"soft", "hard"}, default="soft"
         ``"soft"``: clamped soft EM with NIW-MAP updates between split/merge rounds (note
@@ -407,7 +411,7 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
                 f"{n} samples. Re-encode the known classes as 0..L-1."
             )
         if self.n_components is None:
-            k0 = max(2 * known.size, n_fixed + 1, 2)
+            k0 = max(4 * known.size, n_fixed + 1, 2)
         else:
             k0 = int(self.n_components)
         k0 = max(min(k0, n), n_fixed)

@@ -137,7 +137,8 @@ def test_all_labelled_equals_per_class_map():
 
 # K0 = K/2 with the soft EM, K0 = 3K with GPC's hard E-step (many K buckets would each
 # compile the soft EM core; the soft path's split/merge is the same code)
-@pytest.mark.parametrize(("k0", "assignment"), [(3, "soft"), (18, "hard")])
+# K0 = None starts from 4 L = 12 for the L = 3 known classes
+@pytest.mark.parametrize(("k0", "assignment"), [(3, "soft"), (18, "hard"), (None, "hard")])
 def test_recovers_k_from_half_and_triple(k0, assignment):
     X, yt = _blobs()
     s = make_gcd_split(yt, old_classes=range(3), labelled_fraction=0.5, random_state=0)
@@ -145,7 +146,7 @@ def test_recovers_k_from_half_and_triple(k0, assignment):
         k0, assignment=assignment, acceptance="mh", max_rounds=15, random_state=0
     ).fit(X, s.y)
     assert m.n_components_ == 6
-    assert m.history_["n_components"][0] == k0
+    assert m.history_["n_components"][0] == (k0 or 12)
     # history_["log_posterior"] is the DP-NIW objective of each round's partition
     h = m.history_
     assert len(h["log_posterior"]) == len(h["n_components"])
