@@ -6,6 +6,7 @@ __all__: list[str] = []
 from ._cluster_metrics import cluster_accuracy, make_gcd_split  # noqa: E402
 from ._gcd import GeneralizedCategoryDiscovery  # noqa: E402
 from ._kmeans import SemiSupervisedKMeans, estimate_n_clusters  # noqa: E402
+from ._niw import log_partition_posterior  # noqa: E402
 from ._ssgmm import SemiSupervisedGMM  # noqa: E402
 
 __all__ += [
@@ -14,6 +15,7 @@ __all__ += [
     "SemiSupervisedKMeans",
     "cluster_accuracy",
     "estimate_n_clusters",
+    "log_partition_posterior",
     "make_gcd_split",
 ]
 
