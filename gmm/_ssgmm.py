@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import jax.numpy as jnp
 import numpy as np
@@ -215,8 +216,11 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
         v = self.max_rounds
-        if isinstance(v, bool) or not float(v).is_integer() or v < 0:
-            raise ValueError(f"max_rounds must be an integer >= 0; got {v!r}.")
+        if not isinstance(v, numbers.Real) or isinstance(v, bool) or v < 0 or int(v) != v:
+            raise ValueError(
+                f"max_rounds must be an integer >= 0 (0 disables the split/merge rounds); "
+                f"got {v!r}."
+            )
         if self.split_alpha <= 0:
             raise ValueError(f"split_alpha must be positive; got {self.split_alpha}.")
         if self.reg_covar < 0:

@@ -216,6 +216,9 @@ def test_invalid_labels_raise():
         SemiSupervisedGMM(2).fit(X, np.full(20, -2))
     with pytest.raises(ValueError, match="acceptance"):
         SemiSupervisedGMM(2, acceptance="always").fit(X)
+    for bad in (-1, 2.5, "3", True):
+        with pytest.raises(ValueError, match="max_rounds must be an integer >= 0"):
+            SemiSupervisedGMM(2, max_rounds=bad).fit(X)
 
 
 def test_predict_score_bic_and_pickle():
