@@ -134,8 +134,10 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         ``"n_components"``, ``"log_likelihood"``, ``"n_splits"``, ``"n_merges"`` and
         ``"log_posterior"`` per round (entry 0 is the initial EM phase).
         ``"log_posterior"`` is the DP-NIW log posterior of the round's hard partition
-        (:func:`gmm._niw.log_partition_posterior`), the objective whose differences are
-        the Hastings ratios; it tells whether a change of K made the model happier.
+        (:func:`gmm.log_partition_posterior`), whose differences are the Hastings ratios:
+        a rise means the model prefers the new partition. It need not rise every round,
+        because the EM phase after the moves reassigns samples by likelihood (``"soft"``)
+        or nearest mean (``"hard"``), not by this objective.
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
