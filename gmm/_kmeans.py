@@ -55,8 +55,19 @@ def validate_semi_labels(y, n_samples: int, n_components: int | None = None) -> 
     return y
 
 
-def _sqdist(X, C):
-    return np.maximum((X * X).sum(1)[:, None] - 2.0 * X @ C.T + (C * C).sum(1)[None, :], 0.0)
+def _sqdist(X, C, xx=None):
+    """Squared Euclidean distances (N, K); ``xx`` = precomputed ``(X * X).sum(1)``."""
+    xx = (X * X).sum(1) if xx is None else xx
+    return np.maximum(xx[:, None] - 2.0 * X @ C.T + (C * C).sum(1)[None, :], 0.0)
+
+
+def _cluster_sums(X, labels, n_clusters):
+    """Per-cluster sums of the rows of ``X``: the same sequential float64 additions as
+    ``np.add.at`` (so results are bit-identical), one ``np.bincount`` per column."""
+    d = X.shape[1]
+    return np.stack([np.bincount(labels, X[:, j], n_clusters) for j in range(d)], 1).reshape(
+        n_clusters, d
+    )
 
 
 def _seed_centres(X, y, n_clusters, rng):
@@ -101,6 +112,7 @@ def ss_kmeans(X, y, n_clusters, *, n_init=10, max_iter=100, tol=1e-4, rng=None, 
     rng = np.random.default_rng(rng)
     X = np.asarray(X, dtype=np.float64)
     lab = y >= 0
+    xx = (X * X).sum(1)
     best = None
     for run in range(n_init):
         c = (
@@ -110,14 +122,13 @@ def ss_kmeans(X, y, n_clusters, *, n_init=10, max_iter=100, tol=1e-4, rng=None, 
         )
         run_best = None
         for it in range(max_iter):
-            dist = _sqdist(X, c)
+            dist = _sqdist(X, c, xx)
             labels = np.where(lab, y, dist.argmin(1))
             inertia = float(dist[np.arange(X.shape[0]), labels].sum())
             if run_best is None or inertia < run_best[2]:
                 run_best = (c.copy(), labels, inertia, it + 1)
             counts = np.bincount(labels, minlength=n_clusters)
-            sums = np.zeros_like(c)
-            np.add.at(sums, labels, X)
+            sums = _cluster_sums(X, labels, n_clusters)
             new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], c)
             shift = float(((new - c) ** 2).sum())
             c = new

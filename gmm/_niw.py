@@ -20,6 +20,8 @@ from scipy.special import multigammaln as _sp_multigammaln
 
 from mixtures.base import x64_scope
 
+from ._kmeans import _cluster_sums
+
 __all__ = [
     "ClusterStats",
     "NIWPrior",
@@ -274,8 +276,7 @@ def cluster_stats(X, labels, n_clusters: int) -> ClusterStats:
     labels = np.asarray(labels)
     d = X.shape[1]
     n = np.bincount(labels, minlength=n_clusters).astype(np.float64)
-    sums = np.zeros((n_clusters, d))
-    np.add.at(sums, labels, X)
+    sums = _cluster_sums(X, labels, n_clusters)
     mean = sums / np.maximum(n, 1.0)[:, None]
     diff = X - mean[labels]
     scatter = np.zeros((n_clusters, d, d))
