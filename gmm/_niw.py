@@ -495,9 +495,23 @@ def log_partition_posterior(X, labels, prior: NIWPrior, alpha: float = 1.0) -> f
     >>> bool(log_partition_posterior(X, two, pr) > log_partition_posterior(X, one, pr))
     True
     """
-    _, lab = np.unique(np.asarray(labels), return_inverse=True)
+    X = np.asarray(X, dtype=np.float64)
+    labels = np.asarray(labels)
+    if X.ndim != 2 or labels.shape != (X.shape[0],) or X.shape[0] == 0:
+        raise ValueError(
+            f"X must be a non-empty 2-D array and labels a 1-D array with one entry per row; "
+            f"got X of shape {X.shape} and labels of shape {labels.shape}."
+        )
+    if np.shape(prior.mean) != (X.shape[1],) or np.shape(prior.psi) != (X.shape[1],) * 2:
+        raise ValueError(
+            f"prior has mean of shape {np.shape(prior.mean)} and psi of shape "
+            f"{np.shape(prior.psi)}, but X has {X.shape[1]} features; build the prior on X."
+        )
+    if not np.isfinite(X).all():
+        raise ValueError("X contains NaN or inf; remove or impute those rows first.")
+    _, lab = np.unique(labels, return_inverse=True)
     k = int(lab.max()) + 1
-    st = cluster_stats(np.asarray(X, dtype=np.float64), lab, k)
+    st = cluster_stats(X, lab, k)
     lf = niw_log_evidence(st, prior)
     return float(k * np.log(alpha) + (_gammaln(st.n) + lf).sum())
 

@@ -95,6 +95,18 @@ def test_partition_posterior_matches_scipy_and_hastings(blobs, alpha):
     np.testing.assert_allclose(got2 - got1, log_hastings_split(s1, s2, prior, alpha)[0], rtol=1e-9)
 
 
+def test_partition_posterior_bad_input_raises(blobs):
+    X = np.concatenate(blobs)
+    prior = default_prior(X)
+    with pytest.raises(ValueError, match="one entry per row"):
+        log_partition_posterior(X, np.zeros(5, int), prior)
+    with pytest.raises(ValueError, match="features"):
+        log_partition_posterior(X[:, :2], np.zeros(70, int), prior)
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        log_partition_posterior(X, np.zeros(70, int), prior)
+
+
 def test_hastings_degenerate_cases():
     prior = NIWPrior(np.zeros(2), 1e-4, 3.0, np.eye(2))
     empty = ClusterStats(np.zeros(1), np.zeros((1, 2)), np.zeros((1, 2, 2)))
