@@ -64,7 +64,20 @@ def load_set(name: str, data_dir: pathlib.Path):
     raise ValueError(f"unknown set {name!r}; expected one of {SETS}.")
 
 
-def run_set(name, X, y, n_old, seeds, arms, starts, rules, max_rounds, assignment, prior):
+def run_set(
+    name,
+    X,
+    y,
+    n_old,
+    seeds,
+    arms,
+    starts,
+    rules,
+    max_rounds,
+    assignment,
+    prior,
+    bookkeeping="corrected",
+):
     """Run the chosen arms on one set; return one dict per (seed, method)."""
     from gmm import (
         GeneralizedCategoryDiscovery,
@@ -99,7 +112,7 @@ def run_set(name, X, y, n_old, seeds, arms, starts, rules, max_rounds, assignmen
             flush=True,
         )
 
-    k0_of = {"|Old|+1": n_old + 1, "K": K, "2K": 2 * K, "3K": 3 * K}
+    k0_of = {"|Old|": n_old, "|Old|+1": n_old + 1, "K": K, "2K": 2 * K, "3K": 3 * K}
     for seed in seeds:
         s = make_gcd_split(y, range(n_old), 0.5, random_state=seed)
         u = ~s.labelled_mask
@@ -121,8 +134,11 @@ def run_set(name, X, y, n_old, seeds, arms, starts, rules, max_rounds, assignmen
                     m = SemiSupervisedGMM(
                         k0_of[label], assignment=assignment, prior=prior, acceptance=rule,
                         max_rounds=max_rounds, max_iter=50, random_state=seed,
+                        bookkeeping=bookkeeping,
                     ).fit(X, s.y)  # fmt: skip
                     tag = f"{assignment}" + (", EB prior" if prior else "")
+                    if bookkeeping != "corrected":
+                        tag += f", {bookkeeping} bookkeeping, {max_rounds} rounds"
                     record(f"SS-GMM ({tag}) {rule} K0={label}", seed, m.labels_, m.n_components_,
                            time.perf_counter() - t, u, s,
                            [int(k) for k in m.history_["n_components"]])  # fmt: skip
@@ -176,11 +192,17 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="*", default=None, help="default 0 1 2 3 4")
     ap.add_argument("--sets", nargs="*", default=None, choices=SETS)
     ap.add_argument("--arms", nargs="*", default=list(ARMS), choices=ARMS)
-    ap.add_argument("--starts", nargs="*", default=None, choices=("|Old|+1", "K", "2K", "3K"))
+    ap.add_argument(
+        "--starts", nargs="*", default=None, choices=("|Old|", "|Old|+1", "K", "2K", "3K")
+    )
     ap.add_argument("--rules", nargs="*", default=["mh", "gpc"], choices=("mh", "gpc"))
     ap.add_argument("--max-rounds", type=int, default=10)
     ap.add_argument("--assignment", default="hard", choices=("hard", "soft"))
     ap.add_argument("--prior", default="default", choices=("default", "empirical_bayes"))
+    ap.add_argument(
+        "--bookkeeping", default="corrected", choices=("corrected", "released"),
+        help="'released': the GPC code's grow-only bookkeeping (note, section 6)",
+    )  # fmt: skip
     ap.add_argument("--json", default=None, help="write the raw rows to this path")
     ap.add_argument("--merge", nargs="*", default=None, help="print tables of JSON shards")
     ap.add_argument(
@@ -205,7 +227,7 @@ def main(argv=None):
     for name in sets:
         X, y, n_old = load_set(name, pathlib.Path(a.data_dir))
         rows += run_set(name, X, y, n_old, seeds, a.arms, starts, a.rules, a.max_rounds,
-                        a.assignment, prior)  # fmt: skip
+                        a.assignment, prior, a.bookkeeping)  # fmt: skip
         if a.json:  # write after every set so a cut-off shard keeps its rows
             with open(a.json, "w") as f:
                 json.dump(rows, f, indent=1)

@@ -202,6 +202,7 @@ def split_merge_round(
     merge_neighbors: int = 1,
     reg_covar: float = 1e-6,
     covariance_type: str = "full",
+    bookkeeping: str = "corrected",
     rng=None,
 ) -> RoundResult:
     """One split round followed by one merge round (note, sections 5-6, corrected).
@@ -225,11 +226,22 @@ def split_merge_round(
         No split if the parent or a child has ``<= min_size`` samples (GPC gate).
     merge_neighbors : int
         Each component is tested against its ``merge_neighbors`` nearest components.
+    bookkeeping : {"corrected", "released"}, default="corrected"
+        ``"released"`` reproduces the released GPC code's bookkeeping (note, section 6,
+        bugs 1, 2 and 4 in effect): components holding labelled samples never split or merge;
+        every other component is tested against its single nearest candidate (a pair may
+        be tested twice and a component may join several merges); an accepted merge
+        *keeps* both parts and *appends* their unweighted midpoint, so
+        ``K_new = K + n_splits + n_merges`` and K never shrinks. Kept only to show that
+        behaviour; ``merge_neighbors`` is ignored there.
 
     Returns
     -------
     RoundResult
     """
+    if bookkeeping not in ("corrected", "released"):
+        raise ValueError(f"bookkeeping must be 'corrected' or 'released'; got {bookkeeping!r}.")
+    released = bookkeeping == "released"
     rng = np.random.default_rng(rng)
     K = means.shape[0]
     d = X.shape[1]
@@ -246,7 +258,7 @@ def split_merge_round(
         if idx.size <= 2 * (min_size + 1) - 1:
             continue
         lab = lab_all[idx]
-        if lab.all():
+        if lab.all() or (released and lab.any()):
             continue
         if lab.any():
             proposals = _known_class_proposals(X[idx], lab, rng)
@@ -286,8 +298,30 @@ def split_merge_round(
 
     # ---- merge proposals: nearest-neighbour pairs of components not split this round
     free = np.flatnonzero(~used & (stats.n > 0))
+    if released:  # GPC: unlabelled clusters only, keep both parts, append the midpoint
+        has_lab = np.bincount(labels[lab_all], minlength=K) > 0
+        free = free[~has_lab[free] & ~protected[free]]
+        free = np.zeros(0, dtype=np.int64) if free.size < 2 else free
     pairs = []
-    if free.size >= 2:
+    if released and free.size:
+        cm = stats.mean[free]
+        dist = _sqdist(cm, cm)
+        np.fill_diagonal(dist, np.inf)
+        nn = dist.argmin(1)
+        a_ids, b_ids = free, free[nn]
+        sa, sb = _take(stats, a_ids), _take(stats, b_ids)
+        log_h = log_hastings_merge(sa, sb, prior, alpha)
+        _, cov = map_gaussian(pool_stats(sa, sb), prior, reg_covar)
+        for j, (a, b) in enumerate(zip(a_ids, b_ids)):
+            if not _accept(log_h[j], acceptance, p_fixed, rng):
+                continue
+            n_merges += 1
+            appended.append((
+                0.5 * (weights[a] + weights[b]),
+                0.5 * (stats.mean[a] + stats.mean[b]),  # unweighted midpoint, as released
+                _project(cov[j], covariance_type),
+            ))  # fmt: skip
+    elif free.size >= 2:
         cm = stats.mean[free]
         dist = _sqdist(cm, cm)
         np.fill_diagonal(dist, np.inf)

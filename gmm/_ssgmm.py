@@ -103,6 +103,14 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         No split when the parent or a child has at most this many samples.
     merge_neighbors : int, default=1
         Number of nearest components tested for a merge (GPC: 1, DeepDPM: 3).
+    bookkeeping : {"corrected", "released"}, default="corrected"
+        ``"corrected"``: the note's corrected bookkeeping (section 6), a split replaces
+        its parent and a merge replaces both parts, so K grows and shrinks.
+        ``"released"``: the released GPC code's bookkeeping, kept to reproduce its
+        behaviour. Labelled components never split or merge, and an accepted merge keeps
+        both parts and appends their unweighted midpoint, so K only grows (a component
+        left empty by the EM phase is still dropped). From ``K0 = |Y_l|`` it never moves
+        (:func:`gmm._split_merge.split_merge_round`).
     prior : None, "empirical_bayes", dict or NIWPrior, default=None
         ``None`` uses :func:`gmm._niw.default_prior` (GPC's values scaled to the data);
         ``"empirical_bayes"`` fits the scale of ``Psi0`` to the labelled classes by
@@ -172,6 +180,7 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         p_fixed=0.1,
         min_split_size=5,
         merge_neighbors=1,
+        bookkeeping="corrected",
         prior=None,
         reg_covar=1e-6,
         n_init=1,
@@ -190,6 +199,7 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         self.p_fixed = p_fixed
         self.min_split_size = min_split_size
         self.merge_neighbors = merge_neighbors
+        self.bookkeeping = bookkeeping
         self.prior = prior
         self.reg_covar = reg_covar
         self.n_init = n_init
@@ -207,6 +217,10 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
             )
         if self.assignment not in ("soft", "hard"):
             raise ValueError(f"assignment must be 'soft' or 'hard'; got {self.assignment!r}.")
+        if self.bookkeeping not in ("corrected", "released"):
+            raise ValueError(
+                f"bookkeeping must be 'corrected' or 'released'; got {self.bookkeeping!r}."
+            )
         if self.acceptance not in ("mh", "gpc"):
             raise ValueError(f"acceptance must be 'mh' or 'gpc'; got {self.acceptance!r}.")
         if self.n_components is not None and not 1 <= int(self.n_components) <= n_samples:
@@ -362,7 +376,7 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
             acceptance=self.acceptance, p_fixed=float(self.p_fixed),
             min_size=int(self.min_split_size), merge_neighbors=int(self.merge_neighbors),
             reg_covar=float(self.reg_covar), covariance_type=self.covariance_type,
-            rng=rng,
+            bookkeeping=self.bookkeeping, rng=rng,
         )  # fmt: skip
         moved = rr.n_splits + rr.n_merges
         if moved:

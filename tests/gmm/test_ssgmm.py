@@ -179,6 +179,46 @@ def test_spurious_component_merges_into_known_class():
     np.testing.assert_allclose(rr.weights[0], 0.5)  # class 0 got its spurious half back
 
 
+def test_released_bookkeeping_only_grows():
+    """The released GPC bookkeeping (note, section 6): an accepted merge keeps both parts
+    and appends their unweighted midpoint; labelled components never split or merge."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (40, 2)), rng.normal(10, 1, (60, 2))])
+    y = np.r_[np.zeros(20, int), -np.ones(80, int)]
+    # two unlabelled pieces of the second blob (a merge is favoured), 30 + 30 points
+    labels = np.r_[np.zeros(40, int), np.where(X[40:, 0] > 10, 2, 1)]
+    prior = default_prior(X)
+    st = cluster_stats(X, labels, 3)
+    kw = dict(protected=np.array([True, False, False]), n_fixed=1, min_size=1000)
+    w = st.n / st.n.sum()
+    cov = st.scatter / st.n[:, None, None]
+    rel = split_merge_round(X, y, labels, w, st.mean, cov, prior, bookkeeping="released",
+                            rng=0, **kw)  # fmt: skip
+    cor = split_merge_round(X, y, labels, w, st.mean, cov, prior, rng=0, **kw)
+    # released: 1 -> 2 and 2 -> 1 are both tested and accepted, each appends a midpoint
+    assert (rel.n_splits, rel.n_merges) == (0, 2)
+    assert rel.means.shape[0] == 3 + 2
+    np.testing.assert_allclose(rel.means[:3], st.mean)  # the parts are kept
+    mid = 0.5 * (st.mean[1] + st.mean[2])  # unweighted, whatever the sizes
+    np.testing.assert_allclose(rel.means[3:], [mid, mid])
+    # corrected: one merge that replaces both parts by their size-weighted union
+    assert (cor.n_merges, cor.means.shape[0]) == (1, 2)
+    np.testing.assert_allclose(cor.means[1], X[40:].mean(0), atol=1e-3)  # kappa0 shrinkage
+    with pytest.raises(ValueError, match="bookkeeping"):
+        split_merge_round(X, y, labels, w, st.mean, cov, prior, bookkeeping="gpc", **kw)
+
+
+def test_released_bookkeeping_is_stuck_at_the_known_classes():
+    """From K0 = |Y_l| every component holds labelled samples: the released code has no
+    proposal and K stays at K0 (note, section 6, bug 2); the corrected one finds K."""
+    X, yt = _blobs()
+    s = make_gcd_split(yt, old_classes=range(3), labelled_fraction=0.5, random_state=0)
+    m = SemiSupervisedGMM(3, assignment="hard", bookkeeping="released", max_rounds=5,
+                          random_state=0).fit(X, s.y)  # fmt: skip
+    assert m.history_["n_components"] == [3, 3, 3]  # stops after two quiet rounds
+    assert sum(m.history_["n_splits"]) + sum(m.history_["n_merges"]) == 0
+
+
 def test_new_class_hidden_in_a_known_class_splits_off():
     """A known class A (elongated, half labelled) whose component also holds a small new
     class B: the free 2-means cuts A in two (rejected by the labelled-fraction test), so
