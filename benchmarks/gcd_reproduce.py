@@ -85,9 +85,10 @@ def run_set(
         SemiSupervisedKMeans,
         cluster_accuracy,
         estimate_n_clusters,
+        log_partition_posterior,
         make_gcd_split,
     )
-    from gmm._niw import default_prior, empirical_bayes_prior, log_partition_posterior
+    from gmm._niw import default_prior, empirical_bayes_prior
 
     K = int(np.unique(y).size)
     out = []

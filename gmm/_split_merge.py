@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._kmeans import _sqdist
 from ._niw import (
     ClusterStats,
     NIWPrior,
@@ -73,10 +74,6 @@ def merge_moments(weights, means, covariances):
     mean = p @ mu
     second = np.einsum("j,jde->de", p, cov + mu[:, :, None] * mu[:, None, :])
     return tot, mean, second - np.outer(mean, mean)
-
-
-def _sqdist(X, C):
-    return np.maximum((X * X).sum(1)[:, None] - 2.0 * X @ C.T + (C * C).sum(1)[None, :], 0.0)
 
 
 def two_means(X, labelled, rng, n_iter: int = 10) -> np.ndarray:
@@ -299,11 +296,9 @@ def split_merge_round(
     # ---- merge proposals: nearest-neighbour pairs of components not split this round
     free = np.flatnonzero(~used & (stats.n > 0))
     if released:  # GPC: unlabelled clusters only, keep both parts, append the midpoint
-        has_lab = np.bincount(labels[lab_all], minlength=K) > 0
-        free = free[~has_lab[free] & ~protected[free]]
-        free = np.zeros(0, dtype=np.int64) if free.size < 2 else free
+        free = free[np.bincount(labels[lab_all], minlength=K)[free] == 0]
     pairs = []
-    if released and free.size:
+    if released and free.size >= 2:
         cm = stats.mean[free]
         dist = _sqdist(cm, cm)
         np.fill_diagonal(dist, np.inf)
@@ -321,7 +316,7 @@ def split_merge_round(
                 0.5 * (stats.mean[a] + stats.mean[b]),  # unweighted midpoint, as released
                 _project(cov[j], covariance_type),
             ))  # fmt: skip
-    elif free.size >= 2:
+    elif not released and free.size >= 2:
         cm = stats.mean[free]
         dist = _sqdist(cm, cm)
         np.fill_diagonal(dist, np.inf)

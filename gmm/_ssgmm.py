@@ -359,15 +359,17 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         return np.where(y >= 0, y, lp.argmax(1))
 
     # ------------------------------------------------------------------ search
-    def _log_posterior(self, ctx, w, m, c) -> float:
+    def _score(self, ctx, w, m, c):
+        """Hard partition of a state and its DP-NIW log posterior."""
         labels = self._hard_labels(ctx["X"], ctx["y"], w, m, c)
-        return log_partition_posterior(ctx["X"], labels, ctx["prior"], float(self.split_alpha))
+        lp = log_partition_posterior(ctx["X"], labels, ctx["prior"], float(self.split_alpha))
+        return labels, lp
 
-    def _round(self, ctx, state, rng, history, known):
-        """One split/merge round and the EM phase after it."""
+    def _round(self, ctx, state, labels, rng, history, known):
+        """One split/merge round and the EM phase after it; ``labels`` is the hard
+        partition of ``state`` (scored in the previous round, so it is not recomputed)."""
         w, m, c = state[:3]
         X, y = ctx["X"], ctx["y"]
-        labels = self._hard_labels(X, y, w, m, c)
         prot = np.zeros(m.shape[0], dtype=bool)
         prot[known] = True
         rr = split_merge_round(
@@ -379,26 +381,28 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
             bookkeeping=self.bookkeeping, rng=rng,
         )  # fmt: skip
         moved = rr.n_splits + rr.n_merges
+        lp = history["log_posterior"][-1]  # unchanged state: same partition, same score
         if moved:
             state = self._run_em(ctx, rr.weights, rr.means, rr.covariances, rng)
-        w, m, c, lb = state[:4]
+            labels, lp = self._score(ctx, *state[:3])
+        m, lb = state[1], state[3]
         history["n_components"].append(m.shape[0])
         history["log_likelihood"].append(lb)
         history["n_splits"].append(rr.n_splits)
         history["n_merges"].append(rr.n_merges)
-        history["log_posterior"].append(self._log_posterior(ctx, w, m, c))
+        history["log_posterior"].append(lp)
         if self.verbose > 1:
             print(
                 f"K={m.shape[0]} splits={rr.n_splits} merges={rr.n_merges} ll={lb:.4f} "
-                f"log posterior={history['log_posterior'][-1]:.1f}"
+                f"log posterior={lp:.1f}"
             )
-        return state, moved
+        return state, labels, moved
 
-    def _descend(self, ctx, state, rng, history, known):
+    def _descend(self, ctx, state, labels, rng, history, known):
         """Metropolis-Hastings split/merge rounds until two rounds pass without a move."""
         quiet = 0
         for _ in tqdm(range(int(self.max_rounds)), disable=not self.verbose, desc="split/merge"):
-            state, moved = self._round(ctx, state, rng, history, known)
+            state, labels, moved = self._round(ctx, state, labels, rng, history, known)
             quiet = 0 if moved else quiet + 1
             if quiet >= 2:
                 break
@@ -467,15 +471,17 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
             if best is None or out[3] > best[3]:
                 best = out
         w, m, c, lb, n_iter, conv = best
+        labels, lp = self._score(ctx, w, m, c)
         history = {
             "n_components": [m.shape[0]],
             "log_likelihood": [lb],
             "n_splits": [0],
             "n_merges": [0],
-            "log_posterior": [self._log_posterior(ctx, w, m, c)],
+            "log_posterior": [lp],
         }
         if self.split_merge:
-            state = self._descend(ctx, (w, m, c, lb, n_iter, conv), rng, history, known)
+            state = (w, m, c, lb, n_iter, conv)
+            state = self._descend(ctx, state, labels, rng, history, known)
             w, m, c, lb, n_iter, conv = state
         self.prior_ = NIWPrior(
             np.asarray(prior.mean) + offset, prior.kappa, prior.nu, np.asarray(prior.psi)
