@@ -52,8 +52,13 @@ for _m in (2, 8, 32):  # nu0 = m * D fixed (covariances pulled toward Psi0), sca
 def main(argv=None):
     from gcd_reproduce import SETS, load_set
 
-    from gmm import SemiSupervisedGMM, cluster_accuracy, log_partition_posterior, make_gcd_split
-    from gmm._kmeans import ss_kmeans
+    from gmm import (
+        SemiSupervisedGMM,
+        SemiSupervisedKMeans,
+        cluster_accuracy,
+        log_partition_posterior,
+        make_gcd_split,
+    )
     from gmm._niw import empirical_bayes_prior
 
     ap = argparse.ArgumentParser(description=__doc__)
@@ -84,10 +89,8 @@ def main(argv=None):
             prior = empirical_bayes_prior(X, s.y, **kw)
             lp_true = log_partition_posterior(X, y, prior)
             means = np.stack([X[y == c].mean(0) for c in range(K)])
-            _, anchor, _, _ = ss_kmeans(
-                X, s.y, K, n_init=1, max_iter=50, tol=1e-10, rng=np.random.default_rng(seed),
-                init=means,
-            )  # fmt: skip
+            anchor = SemiSupervisedKMeans(K, init=means, max_iter=50, tol=1e-10).fit(X, s.y)
+            anchor = anchor.labels_
             rows.append({
                 "set": a.set, "seed": seed, "prior": pname, "merges": 0, "start": "anchor",
                 "k_hat": K, "n_small": 0,

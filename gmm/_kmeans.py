@@ -146,10 +146,19 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
     ----------
     n_clusters : int, default=8
     n_init : int, default=10
+        Number of runs from GCD's seeding (labelled class means, then k-means++ on the
+        unlabelled samples); the run with the lowest inertia is kept. Ignored (one run)
+        when ``init`` is an array.
     max_iter : int, default=100
     tol : float, default=1e-4
         Stop when the squared centre shift is below ``tol``.
     random_state : int, Generator or None
+    init : {"gcd"} or array-like of shape (n_clusters, n_features), default="gcd"
+        ``"gcd"``: the seeding above. An array: start from these centres (as
+        ``sklearn.cluster.KMeans(init=array)``). Starting from the true class means of a
+        benchmark gives the fixed point of the search nearest the true partition, the
+        reference that tells a search failure from a model preference (BENCHMARKS.md,
+        gmm diagnosis 6).
 
     Attributes
     ----------
@@ -166,12 +175,32 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
     [0, 0, 1, 1]
     """
 
-    def __init__(self, n_clusters=8, *, n_init=10, max_iter=100, tol=1e-4, random_state=None):
+    def __init__(
+        self, n_clusters=8, *, n_init=10, max_iter=100, tol=1e-4, random_state=None, init="gcd"
+    ):
         self.n_clusters = n_clusters
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.init = init
+
+    def _check_init(self, k, d):
+        if isinstance(self.init, str):
+            if self.init != "gcd":
+                raise ValueError(
+                    f"init must be 'gcd' or an array of {k} centres; got {self.init!r}."
+                )
+            return None
+        c = np.asarray(self.init, dtype=np.float64)
+        if c.shape != (k, d):
+            raise ValueError(
+                f"init must have shape (n_clusters, n_features) = ({k}, {d}); got {c.shape}. "
+                "Pass one starting centre per cluster."
+            )
+        if not np.all(np.isfinite(c)):
+            raise ValueError("init contains NaN or inf; pass finite starting centres.")
+        return c
 
     def fit(self, X, y=None):
         X = self._validate_X(X, reset=True)
@@ -180,14 +209,20 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
             raise ValueError(
                 f"n_clusters must be in [1, n_samples={X.shape[0]}]; got {self.n_clusters}."
             )
+        for name in ("n_init", "max_iter"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer; got {v!r}.")
         y = validate_semi_labels(y, X.shape[0], k)
         rng = np.random.default_rng(
             self.random_state
             if not isinstance(self.random_state, np.random.RandomState)
             else self.random_state.randint(2**31 - 1)
         )
+        init = self._check_init(k, X.shape[1])
+        n_init = 1 if init is not None else self.n_init
         c, labels, inertia, n_iter = ss_kmeans(
-            X, y, k, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol, rng=rng
+            X, y, k, n_init=n_init, max_iter=self.max_iter, tol=self.tol, rng=rng, init=init
         )
         self.cluster_centers_ = c
         self.labels_ = labels

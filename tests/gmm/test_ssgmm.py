@@ -298,6 +298,34 @@ def test_ss_kmeans_matches_sklearn_without_labels():
         SemiSupervisedKMeans(2).fit(X, np.full(len(X), 3))
 
 
+def test_ss_kmeans_from_given_centres_matches_sklearn_lloyd():
+    # overlapping blobs, so the fixed point depends on the start: Lloyd's algorithm from the
+    # same centres must reach the same fixed point as scikit-learn's (tol=0: run to a fixed
+    # point on both sides)
+    X, _ = _blobs(k=5, d=3, n=60, spread=1.5, seed=3)
+    C = X[[0, 70, 140, 210, 280]] + 0.1
+    ss = SemiSupervisedKMeans(5, init=C, tol=0.0, max_iter=300).fit(X)
+    sk = KMeans(5, init=C, n_init=1, tol=0.0, max_iter=300, algorithm="lloyd").fit(X)
+    assert np.array_equal(ss.labels_, sk.labels_)
+    np.testing.assert_allclose(ss.cluster_centers_, sk.cluster_centers_, rtol=1e-10, atol=1e-12)
+    assert ss.inertia_ == pytest.approx(sk.inertia_, rel=1e-10)
+    # with labels, the labelled samples stay in their class cluster from the given start
+    y = -np.ones(len(X), int)
+    y[[1, 2, 3]] = 4
+    ss2 = SemiSupervisedKMeans(5, init=C, tol=0.0).fit(X, y)
+    assert np.all(ss2.labels_[[1, 2, 3]] == 4)
+    for bad, msg in (
+        (C[:4], r"shape \(n_clusters, n_features\) = \(5, 3\)"),
+        (np.where(C > 0, np.nan, C), "NaN"),
+        ("k-means++", "init must be 'gcd'"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            SemiSupervisedKMeans(5, init=bad).fit(X)
+    for name, bad in (("n_init", 0), ("max_iter", 2.5), ("n_init", True)):
+        with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+            SemiSupervisedKMeans(5, **{name: bad}).fit(X)
+
+
 def test_estimate_n_clusters_brent():
     X, yt = _blobs(k=6, d=4, n=40, spread=10.0)
     s = make_gcd_split(yt, old_classes=range(3), labelled_fraction=0.5, random_state=0)
