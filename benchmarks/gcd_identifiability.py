@@ -66,7 +66,10 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--priors", nargs="*", default=list(PRIORS)[:4], choices=list(PRIORS))
     ap.add_argument("--merges", type=int, nargs="*", default=[1, 3])
-    ap.add_argument("--starts", nargs="*", default=["|Old|+1", "2K", "4K"])
+    ap.add_argument(
+        "--starts", nargs="*", default=["|Old|+1", "2K", "4K"],
+        choices=("|Old|+1", "K", "2K", "3K", "4K"),
+    )  # fmt: skip
     ap.add_argument("--max-rounds", type=int, default=30)
     ap.add_argument("--absorb", type=int, default=0, help="absorb components below this size")
     ap.add_argument("--json", default=None)
