@@ -189,7 +189,8 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
         if isinstance(self.init, str):
             if self.init != "gcd":
                 raise ValueError(
-                    f"init must be 'gcd' or an array of {k} centres; got {self.init!r}."
+                    f"init must be 'gcd' or an array of {k} centres; got {self.init!r}. Use "
+                    "init='gcd' for GCD's seeding or pass the starting centres."
                 )
             return None
         c = np.asarray(self.init, dtype=np.float64)
