@@ -82,18 +82,19 @@ def main(argv=None):
     K = int(np.unique(y).size)
     k0_of = {"|Old|+1": n_old + 1, "K": K, "2K": 2 * K, "3K": 3 * K, "4K": 4 * K}
     rows = []
+    means = np.stack([X[y == c].mean(0) for c in range(K)])  # true class means
     for seed in a.seeds:
         s = make_gcd_split(y, range(n_old), 0.5, random_state=seed)
         u = ~s.labelled_mask
+        # the anchor depends on the split only, not on the prior
+        anchor = SemiSupervisedKMeans(K, init=means, max_iter=50, tol=1e-10).fit(X, s.y)
+        anchor = anchor.labels_
         for pname in a.priors:
             kw = dict(PRIORS[pname])
             if "nu_mult" in kw:
                 kw["nu"] = kw.pop("nu_mult") * X.shape[1]
             prior = empirical_bayes_prior(X, s.y, **kw)
             lp_true = log_partition_posterior(X, y, prior)
-            means = np.stack([X[y == c].mean(0) for c in range(K)])
-            anchor = SemiSupervisedKMeans(K, init=means, max_iter=50, tol=1e-10).fit(X, s.y)
-            anchor = anchor.labels_
             rows.append({
                 "set": a.set, "seed": seed, "prior": pname, "merges": 0, "start": "anchor",
                 "k_hat": K, "n_small": 0,
@@ -162,23 +163,26 @@ def absorb_small(X, labels, prior, size):
         return log_partition_posterior(X[idx], np.zeros(idx.size, dtype=int), prior)
 
     lab = labels.copy()
+    t = {int(j): term(np.flatnonzero(lab == j)) for j in np.unique(lab)}  # cluster terms
     gain = 0.0
     for k in np.flatnonzero(np.bincount(lab) < size):
         a = np.flatnonzero(lab == k)
-        if a.size == 0 or np.unique(lab).size < 2:
+        if a.size == 0 or len(t) < 2:
             continue
-        t_a = term(a)
-        best = (0.0, None)
-        for j in np.unique(lab):
+        best = (0.0, None, None)
+        for j in t:
             if j == k:
                 continue
-            b = np.flatnonzero(lab == j)
-            g = term(np.r_[a, b]) - t_a - term(b)
+            t_ab = term(np.r_[a, np.flatnonzero(lab == j)])
+            g = t_ab - t[k] - t[j]
             if g > best[0]:
-                best = (g, j)
-        if best[1] is not None:
-            lab[a] = best[1]
-            gain += best[0]
+                best = (g, j, t_ab)
+        g, j, t_ab = best
+        if j is not None:
+            lab[a] = j
+            t[j] = t_ab
+            del t[k]
+            gain += g
     return lab, gain
 
 

@@ -399,14 +399,15 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         return state, labels, moved
 
     def _descend(self, ctx, state, labels, rng, history, known):
-        """Metropolis-Hastings split/merge rounds until two rounds pass without a move."""
+        """Metropolis-Hastings split/merge rounds until two rounds pass without a move;
+        returns the final state and its hard partition."""
         quiet = 0
         for _ in tqdm(range(int(self.max_rounds)), disable=not self.verbose, desc="split/merge"):
             state, labels, moved = self._round(ctx, state, labels, rng, history, known)
             quiet = 0 if moved else quiet + 1
             if quiet >= 2:
                 break
-        return state
+        return state, labels
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
@@ -481,7 +482,7 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         }
         if self.split_merge:
             state = (w, m, c, lb, n_iter, conv)
-            state = self._descend(ctx, state, labels, rng, history, known)
+            state, labels = self._descend(ctx, state, labels, rng, history, known)
             w, m, c, lb, n_iter, conv = state
         self.prior_ = NIWPrior(
             np.asarray(prior.mean) + offset, prior.kappa, prior.nu, np.asarray(prior.psi)
@@ -497,7 +498,7 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
             self.covariances_ = np.diagonal(c, 0, -2, -1).copy()
         else:
             self.covariances_ = np.diagonal(c, 0, -2, -1).mean(-1)
-        self.labels_ = self._hard_labels(Xc, y, w, m, c)
+        self.labels_ = labels  # the hard partition scored last (history_["log_posterior"])
         self.history_ = history
         self.lower_bound_ = lb
         self.n_iter_ = n_iter
