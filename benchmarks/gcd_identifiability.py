@@ -1,7 +1,7 @@
 """Does the DP-NIW posterior identify K? (issue 4, BENCHMARKS.md diagnosis 6)
 
 For each seed's GCD split of one set, fit ``SemiSupervisedGMM`` (hard E-step, "mh") from
-several starts, under several empirical-Bayes NIW priors (``gmm._niw.empirical_bayes_prior``:
+several starts, under several empirical-Bayes NIW priors (``mixtures.niw.empirical_bayes_prior``:
 the scale alone or scale, nu0 and kappa0 by type-II ML on the labelled classes; isotropic or
 within-class shape) and with 1 or 3 nearest-neighbour merge candidates. Each run reports
 K-hat, its partition's DP-NIW log posterior minus the true classes'
@@ -59,7 +59,7 @@ def main(argv=None):
         log_partition_posterior,
         make_gcd_split,
     )
-    from gmm._niw import empirical_bayes_prior
+    from mixtures.niw import empirical_bayes_prior
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--set", default="imagenet50_128", choices=SETS)

@@ -88,7 +88,7 @@ def run_set(
         log_partition_posterior,
         make_gcd_split,
     )
-    from gmm._niw import default_prior, empirical_bayes_prior
+    from mixtures.niw import default_prior, empirical_bayes_prior
 
     K = int(np.unique(y).size)
     out = []

@@ -22,9 +22,8 @@ import optax
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from mixtures.base import MixprocEstimator, random_state_to_key, x64_scope
+from mixtures.base import MixprocEstimator, random_state_to_key, validate_semi_labels, x64_scope
 
-from ._kmeans import validate_semi_labels
 from ._ssgmm import SemiSupervisedGMM
 
 __all__ = [

@@ -2,72 +2,32 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.base import ClusterMixin
 from sklearn.cluster import KMeans
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from mixtures.base import MixprocEstimator
+from mixtures.base import (
+    RANDOM_STATE,
+    MixprocEstimator,
+    random_state_to_generator,
+    validate_semi_labels,
+)
+from mixtures.niw import cluster_sums
 
 from ._cluster_metrics import cluster_accuracy
 
-__all__ = ["SemiSupervisedKMeans", "estimate_n_clusters", "ss_kmeans", "validate_semi_labels"]
+__all__ = ["SemiSupervisedKMeans", "estimate_n_clusters", "squared_distances", "ss_kmeans"]
 
 
-def validate_semi_labels(y, n_samples: int, n_components: int | None = None) -> np.ndarray:
-    """Check semi-supervised labels: ints >= -1 (``-1`` = unlabelled), one per sample.
-
-    Raises ``ValueError`` on shape mismatch, non-integer values, labels < -1, or labels
-    ``>= n_components`` when the number of components is fixed.
-    """
-    if y is None:
-        return np.full(n_samples, -1, dtype=np.int64)
-    y = np.asarray(y)
-    if y.ndim != 1 or y.shape[0] != n_samples:
-        raise ValueError(
-            f"y must have shape ({n_samples},) to match X; got {y.shape}. Pass one label per "
-            "sample, -1 for unlabelled samples."
-        )
-    if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise ValueError(
-                "y must hold integer class ids (-1 for unlabelled); got non-integer values. "
-                "Encode classes as 0..L-1 (e.g. sklearn.preprocessing.LabelEncoder)."
-            )
-    elif y.dtype.kind not in "iub":
-        raise ValueError(
-            f"Unknown label type: y must hold integer class ids (-1 for unlabelled); got "
-            f"dtype {y.dtype}. "
-            "Encode classes as 0..L-1 (e.g. sklearn.preprocessing.LabelEncoder)."
-        )
-    y = y.astype(np.int64)
-    if y.size and y.min() < -1:
-        raise ValueError(
-            f"y must be >= -1 (-1 marks an unlabelled sample); got min {y.min()}. "
-            "Encode classes as 0..L-1."
-        )
-    if n_components is not None and y.size and y.max() >= n_components:
-        raise ValueError(
-            f"label {y.max()} >= n_components={n_components}: each known class needs its own "
-            f"component. Use n_components > {y.max()} (or None) or re-encode the labels."
-        )
-    return y
-
-
-def _sqdist(X, C, xx=None):
+def squared_distances(X, C, xx=None):
     """Squared Euclidean distances (N, K); ``xx`` = precomputed ``(X * X).sum(1)``."""
     xx = (X * X).sum(1) if xx is None else xx
     return np.maximum(xx[:, None] - 2.0 * X @ C.T + (C * C).sum(1)[None, :], 0.0)
-
-
-def _cluster_sums(X, labels, n_clusters):
-    """Per-cluster sums of the rows of ``X``: the same sequential float64 additions as
-    ``np.add.at`` (so results are bit-identical), one ``np.bincount`` per column."""
-    d = X.shape[1]
-    return np.stack([np.bincount(labels, X[:, j], n_clusters) for j in range(d)], 1).reshape(
-        n_clusters, d
-    )
 
 
 def _seed_centres(X, y, n_clusters, rng):
@@ -83,18 +43,18 @@ def _seed_centres(X, y, n_clusters, rng):
     todo = np.flatnonzero(~have)
     if todo.size:
         if have.any():
-            d2 = _sqdist(pool, centres[have]).min(1)
+            d2 = squared_distances(pool, centres[have]).min(1)
         else:
             first = pool[rng.integers(pool.shape[0])]
             centres[todo[0]] = first
             have[todo[0]] = True
             todo = todo[1:]
-            d2 = _sqdist(pool, first[None]).ravel()
+            d2 = squared_distances(pool, first[None]).ravel()
         for k in todo:
             tot = d2.sum()
             i = rng.choice(pool.shape[0], p=d2 / tot) if tot > 0 else rng.integers(pool.shape[0])
             centres[k] = pool[i]
-            d2 = np.minimum(d2, _sqdist(pool, pool[i][None]).ravel())
+            d2 = np.minimum(d2, squared_distances(pool, pool[i][None]).ravel())
     return centres
 
 
@@ -122,13 +82,13 @@ def ss_kmeans(X, y, n_clusters, *, n_init=10, max_iter=100, tol=1e-4, rng=None, 
         )
         run_best = None
         for it in range(max_iter):
-            dist = _sqdist(X, c, xx)
+            dist = squared_distances(X, c, xx)
             labels = np.where(lab, y, dist.argmin(1))
             inertia = float(dist[np.arange(X.shape[0]), labels].sum())
             if run_best is None or inertia < run_best[2]:
                 run_best = (c.copy(), labels, inertia, it + 1)
             counts = np.bincount(labels, minlength=n_clusters)
-            sums = _cluster_sums(X, labels, n_clusters)
+            sums = cluster_sums(X, labels, n_clusters)
             new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], c)
             shift = float(((new - c) ** 2).sum())
             c = new
@@ -185,6 +145,15 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
         self.random_state = random_state
         self.init = init
 
+    _parameter_constraints = {
+        "n_clusters": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "random_state": RANDOM_STATE,
+        "init": [StrOptions({"gcd"}), "array-like"],
+    }
+
     def _check_init(self, k, d):
         if isinstance(self.init, str):
             if self.init != "gcd":
@@ -204,22 +173,28 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
         return c
 
     def fit(self, X, y=None):
+        """Fit on ``X`` with semi-supervised labels ``y`` (``-1`` = unlabelled).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of int of shape (n_samples,), optional
+            Known-class ids ``0..L-1`` for labelled samples, ``-1`` for the others.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
         X = self._validate_X(X, reset=True)
         k = int(self.n_clusters)
-        if k < 1 or k > X.shape[0]:
+        if k > X.shape[0]:
             raise ValueError(
-                f"n_clusters must be in [1, n_samples={X.shape[0]}]; got {self.n_clusters}."
+                f"n_clusters must be in [1, n_samples={X.shape[0]}]; got {self.n_clusters}. "
+                "Pass more samples or fewer clusters."
             )
-        for name in ("n_init", "max_iter"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer; got {v!r}.")
         y = validate_semi_labels(y, X.shape[0], k)
-        rng = np.random.default_rng(
-            self.random_state
-            if not isinstance(self.random_state, np.random.RandomState)
-            else self.random_state.randint(2**31 - 1)
-        )
+        rng = random_state_to_generator(self.random_state)
         init = self._check_init(k, X.shape[1])
         n_init = 1 if init is not None else self.n_init
         c, labels, inertia, n_iter = ss_kmeans(
@@ -235,7 +210,7 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
         """Nearest centre (labels of new data are not used)."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return _sqdist(X, self.cluster_centers_).argmin(1)
+        return squared_distances(X, self.cluster_centers_).argmin(1)
 
 
 def estimate_n_clusters(

@@ -1,7 +1,7 @@
 """Split/merge rounds with NIW Hastings ratios and corrected bookkeeping (note, 5-6).
 
 Runs on the host in NumPy (K changes from round to round); the NIW evidence itself is a
-jitted, padded kernel (:func:`gmm._niw.niw_log_evidence`). Differences from the released
+jitted, padded kernel (:func:`mixtures.niw.niw_log_evidence`). Differences from the released
 GPC code, all deliberate (note, section 6):
 
 - a split *replaces* its parent by its two children and a merge *replaces* both parts by
@@ -29,8 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._kmeans import _sqdist
-from ._niw import (
+from mixtures.niw import (
     ClusterStats,
     NIWPrior,
     cluster_stats,
@@ -39,6 +38,8 @@ from ._niw import (
     map_gaussian,
     pool_stats,
 )
+
+from ._kmeans import squared_distances
 
 __all__ = ["RoundResult", "merge_moments", "split_merge_round", "two_means"]
 
@@ -102,7 +103,7 @@ def two_means(X, labelled, rng, n_iter: int = 10) -> np.ndarray:
         ref = np.flatnonzero(labelled)
         if ref.size > 256:
             ref = rng.choice(ref, 256, replace=False)
-        d2 = _sqdist(X[pool], X[ref]).min(1)
+        d2 = squared_distances(X[pool], X[ref]).min(1)
     else:
         d2 = ((X[pool] - c0) ** 2).sum(1)
     tot = d2.sum()
@@ -110,7 +111,7 @@ def two_means(X, labelled, rng, n_iter: int = 10) -> np.ndarray:
     c = np.stack([c0, X[i]])
     sub = np.zeros(n, dtype=np.int64)
     for _ in range(n_iter):
-        new = np.where(labelled, 0, _sqdist(X, c).argmin(1))
+        new = np.where(labelled, 0, squared_distances(X, c).argmin(1))
         if np.array_equal(new, sub) and _ > 0:
             break
         sub = new
@@ -153,7 +154,7 @@ def _label_test(Xk, lab, sub) -> np.ndarray | None:
     if not ((sub == 0).any() and (sub == 1).any()):
         return None
     c = np.stack([Xk[sub == 0].mean(0), Xk[sub == 1].mean(0)])
-    free = _sqdist(Xk, c).argmin(1)
+    free = squared_distances(Xk, c).argmin(1)
     frac = [lab[free == j].sum() / max((free == j).sum(), 1) for j in (0, 1)]
     if frac[1] > frac[0]:
         sub, free, frac = 1 - sub, 1 - free, frac[::-1]
@@ -300,7 +301,7 @@ def split_merge_round(
     pairs = []
     if released and free.size >= 2:
         cm = stats.mean[free]
-        dist = _sqdist(cm, cm)
+        dist = squared_distances(cm, cm)
         np.fill_diagonal(dist, np.inf)
         nn = dist.argmin(1)
         a_ids, b_ids = free, free[nn]
@@ -318,7 +319,7 @@ def split_merge_round(
             ))  # fmt: skip
     elif not released and free.size >= 2:
         cm = stats.mean[free]
-        dist = _sqdist(cm, cm)
+        dist = squared_distances(cm, cm)
         np.fill_diagonal(dist, np.inf)
         nn = np.argsort(dist, axis=1)[:, : max(1, merge_neighbors)]
         seen = set()
@@ -348,7 +349,7 @@ def split_merge_round(
         # whose cell (nearest mean, labels not clamped) holds labelled samples of the known
         # class at >= 1/4 of that class's labelled fraction is part of the class: merge it
         lab_idx = np.flatnonzero(lab_all)
-        near = _sqdist(X[lab_idx], means).argmin(1) if lab_idx.size else lab_idx
+        near = squared_distances(X[lab_idx], means).argmin(1) if lab_idx.size else lab_idx
         for j, (_, keep, drop) in enumerate(pairs):
             if not protected[keep] or protected[drop] or not members[keep].size:
                 continue

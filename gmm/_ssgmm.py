@@ -7,15 +7,29 @@ import numbers
 
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import logsumexp
-from sklearn.base import ClusterMixin, DensityMixin
+from sklearn.base import ClusterMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from mixtures.base import MixprocEstimator, check_finite_result, x64_scope
-
-from ._kmeans import _sqdist, ss_kmeans, validate_semi_labels
-from ._niw import (
+from mixtures import MixtureMixin
+from mixtures.base import (
+    RANDOM_STATE,
+    MixprocEstimator,
+    check_finite_result,
+    random_state_to_generator,
+    validate_semi_labels,
+    x64_scope,
+)
+from mixtures.em import (
+    GaussianMixtureParams,
+    covariances_from_full,
+    fit_em_blocks,
+    log_joint_blocks,
+    make_mesh,
+    to_blocks,
+)
+from mixtures.niw import (
     NIWPrior,
     cluster_stats,
     default_prior,
@@ -23,15 +37,9 @@ from ._niw import (
     log_partition_posterior,
     map_gaussian,
 )
+
+from ._kmeans import squared_distances, ss_kmeans
 from ._split_merge import split_merge_round
-from ._ssgmm_core import (
-    GMMParams,
-    block_layout,
-    estimate_log_prob_blocks,
-    fit_em,
-    make_mesh,
-    shard_rows,
-)
 
 __all__ = ["SemiSupervisedGMM"]
 
@@ -53,7 +61,7 @@ def _project_cov(cov, covariance_type):
     return cov
 
 
-class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
+class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
     """Semi-supervised GMM with NIW-MAP soft EM and split/merge moves on K.
 
     Soft EM on a Gaussian mixture whose labelled samples have their responsibilities
@@ -112,13 +120,13 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         left empty by the EM phase is still dropped). From ``K0 = |Y_l|`` it never moves
         (:func:`gmm._split_merge.split_merge_round`).
     prior : None, "empirical_bayes", dict or NIWPrior, default=None
-        ``None`` uses :func:`gmm._niw.default_prior` (GPC's values scaled to the data);
+        ``None`` uses :func:`mixtures.niw.default_prior` (GPC's values scaled to the data);
         ``"empirical_bayes"`` fits the scale of ``Psi0`` to the labelled classes by
-        maximising their NIW evidence (:func:`gmm._niw.empirical_bayes_prior`; needs two or
+        maximising their NIW evidence (:func:`mixtures.niw.empirical_bayes_prior`; needs two or
         more labelled classes; a dict with ``kind="empirical_bayes"`` passes its other keys
-        to it); any other dict is passed to :func:`~gmm._niw.default_prior` as keyword
+        to it); any other dict is passed to :func:`~mixtures.niw.default_prior` as keyword
         arguments (``kind``, ``psi_scale``, ``kappa``, ``nu``); a
-        :class:`~gmm._niw.NIWPrior` is used as given.
+        :class:`~mixtures.niw.NIWPrior` is used as given.
     reg_covar : float, default=1e-6
     n_init : int, default=1
         Initialisations (semi-supervised k-means++) of the first EM phase; the best
@@ -208,40 +216,28 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ helpers
-    def _check_params(self, n_samples):
-        if self.covariance_type not in ("full", "diag", "spherical"):
-            raise ValueError(
-                "covariance_type must be 'full', 'diag' or 'spherical'; got "
-                f"{self.covariance_type!r}."
-            )
-        if self.assignment not in ("soft", "hard"):
-            raise ValueError(f"assignment must be 'soft' or 'hard'; got {self.assignment!r}.")
-        if self.bookkeeping not in ("corrected", "released"):
-            raise ValueError(
-                f"bookkeeping must be 'corrected' or 'released'; got {self.bookkeeping!r}."
-            )
-        if self.acceptance not in ("mh", "gpc"):
-            raise ValueError(f"acceptance must be 'mh' or 'gpc'; got {self.acceptance!r}.")
-        if self.n_components is not None and not 1 <= int(self.n_components) <= n_samples:
-            raise ValueError(
-                f"n_components must be in [1, n_samples={n_samples}] or None; got "
-                f"{self.n_components}."
-            )
-        for name in ("n_init", "max_iter"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
-        v = self.max_rounds
-        if not isinstance(v, numbers.Real) or isinstance(v, bool) or v < 0 or int(v) != v:
-            raise ValueError(
-                f"max_rounds must be an integer >= 0 (0 disables the split/merge rounds); "
-                f"got {v!r}."
-            )
-        if self.split_alpha <= 0:
-            raise ValueError(f"split_alpha must be positive; got {self.split_alpha}.")
-        if self.reg_covar < 0:
-            raise ValueError(f"reg_covar must be non-negative; got {self.reg_covar}.")
+    _parameter_constraints = {
+        "n_components": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "covariance_type": [StrOptions({"full", "diag", "spherical"})],
+        "assignment": [StrOptions({"soft", "hard"})],
+        "split_merge": ["boolean"],
+        "max_rounds": [Interval(numbers.Integral, 0, None, closed="left")],
+        "acceptance": [StrOptions({"mh", "gpc"})],
+        "split_alpha": [Interval(numbers.Real, 0.0, None, closed="neither")],
+        "p_fixed": [Interval(numbers.Real, 0.0, 1.0, closed="both")],
+        "min_split_size": [Interval(numbers.Integral, 0, None, closed="left")],
+        "merge_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
+        "bookkeeping": [StrOptions({"corrected", "released"})],
+        "prior": [None, StrOptions({"empirical_bayes"}), dict, NIWPrior],
+        "reg_covar": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "random_state": RANDOM_STATE,
+        "verbose": ["verbose"],
+    }
 
+    # ------------------------------------------------------------------ helpers
     def _make_prior(self, X, y) -> NIWPrior:
         if self.prior is None:
             return default_prior(X)
@@ -258,12 +254,6 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
             "prior must be None, 'empirical_bayes', a dict of default_prior arguments or an "
             f"NIWPrior; got {self.prior!r}."
         )
-
-    def _rng(self):
-        rs = self.random_state
-        if isinstance(rs, np.random.RandomState):
-            rs = int(rs.randint(2**31 - 1))
-        return np.random.default_rng(rs)
 
     def _run_hard(self, ctx, means, rng):
         """GPC's E-step: SS-k-means warm-started at ``means``; NIW-MAP Gaussians of the
@@ -283,21 +273,13 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         return w, m, c, -inertia / X.shape[0], n_iter, n_iter < int(self.max_iter)
 
     def _run_em(self, ctx, weights, means, covs, rng=None):
-        """Pad to the K bucket, run the jitted EM core, unpad."""
+        """Pad to the K bucket, run the EM engine (:func:`mixtures.em.fit_em_blocks`), unpad."""
         if self.assignment == "hard":
             return self._run_hard(ctx, means, rng)
-        X, y, mesh, prior, dev = ctx["X"], ctx["y"], ctx["mesh"], ctx["prior"], ctx["n_dev"]
-        n, d = X.shape
+        X, y, mesh, prior = ctx["X"], ctx["y"], ctx["mesh"], ctx["prior"]
+        d = X.shape[1]
         k = means.shape[0]
         kb = _bucket_k(k)
-        block, n_blocks = block_layout(n, kb, d, dev)
-        rows = block * n_blocks
-        xs = np.zeros((rows, d))
-        xs[:n] = X
-        ys = np.full(rows, -1, dtype=np.int64)
-        ys[:n] = y
-        ws = np.zeros(rows)
-        ws[:n] = 1.0
         pad = kb - k
         fallback = np.asarray(prior.psi) / (prior.nu + d + 2) + self.reg_covar * np.eye(d)
         w0 = np.r_[weights, np.zeros(pad)]
@@ -305,25 +287,15 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         c0 = np.concatenate([covs, np.broadcast_to(fallback, (pad, d, d))])
         active = np.r_[np.ones(k, bool), np.zeros(pad, bool)]
         with x64_scope():
-            xs_, ys_, ws_ = shard_rows(
-                mesh,
-                jnp.asarray(xs.reshape(n_blocks, block, d)),
-                jnp.asarray(ys.reshape(n_blocks, block)),
-                jnp.asarray(ws.reshape(n_blocks, block)),
-            )
-            res = fit_em(
-                xs_,
-                ys_,
-                ws_,
-                GMMParams(jnp.asarray(w0), jnp.asarray(m0), jnp.asarray(c0)),
+            data = to_blocks(X, y, n_components=kb, mesh=mesh, center=False)
+            res = fit_em_blocks(
+                data,
+                GaussianMixtureParams(jnp.asarray(w0), jnp.asarray(m0), jnp.asarray(c0)),
                 jnp.asarray(active),
-                jnp.asarray(prior.mean, dtype=jnp.float64),
-                jnp.asarray(prior.kappa, dtype=jnp.float64),
-                jnp.asarray(prior.nu, dtype=jnp.float64),
-                jnp.asarray(prior.psi, dtype=jnp.float64),
+                NIWPrior(*(jnp.asarray(v, dtype=jnp.float64) for v in prior)),
                 jnp.asarray(self.reg_covar, dtype=jnp.float64),
                 jnp.asarray(self.tol, dtype=jnp.float64),
-                jnp.asarray(int(self.max_iter), dtype=jnp.int32),
+                max_iter=int(self.max_iter),
                 mesh=mesh,
                 covariance_type=self.covariance_type,
             )
@@ -337,24 +309,21 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         return w / w.sum(), m, c, lb, int(res.n_iter), bool(res.converged)
 
     def _log_prob(self, X, weights, means, covs):
-        """(N, K) log pi_k N(x | k) in blocks, X already centred."""
-        n, d = X.shape
+        """(N, K) log pi_k N(x | k) in row blocks (``X`` already centred, full covariances)."""
+        n = X.shape[0]
         k = means.shape[0]
-        block, n_blocks = block_layout(n, k, d, 1)
-        xs = np.zeros((block * n_blocks, d))
-        xs[:n] = X
         with x64_scope():
-            lp = estimate_log_prob_blocks(
-                jnp.asarray(xs.reshape(n_blocks, block, d)),
-                GMMParams(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(covs)),
-                jnp.ones(k, bool),
+            mesh = make_mesh()
+            data = to_blocks(X, n_components=k, mesh=mesh, center=False)
+            params = GaussianMixtureParams(
+                jnp.asarray(weights), jnp.asarray(means), jnp.asarray(covs)
             )
-            lp = np.asarray(lp).reshape(-1, k)[:n]
-        return lp
+            lp = log_joint_blocks(data, params, mesh=mesh)
+            return np.asarray(lp).reshape(-1, k)[:n]
 
     def _hard_labels(self, X, y, w, m, c):
         if self.assignment == "hard":
-            return np.where(y >= 0, y, _sqdist(X, m).argmin(1))
+            return np.where(y >= 0, y, squared_distances(X, m).argmin(1))
         lp = self._log_prob(X, w, m, c)
         return np.where(y >= 0, y, lp.argmax(1))
 
@@ -424,9 +393,14 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         -------
         self
         """
+        self._validate_params()
         X = self._validate_X(X, reset=True, ensure_min_samples=2)
         n, d = X.shape
-        self._check_params(n)
+        if self.n_components is not None and self.n_components > n:
+            raise ValueError(
+                f"n_components must be in [1, n_samples={n}] or None; got {self.n_components}. "
+                "Pass more samples or fewer components."
+            )
         y = validate_semi_labels(y, n, self.n_components)
         known = np.unique(y[y >= 0])
         n_fixed = int(known.max()) + 1 if known.size else 0
@@ -448,16 +422,8 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
             raise ValueError(
                 f"prior must have mean of shape ({d},) and psi of shape ({d}, {d}) to match X."
             )
-        rng = self._rng()
-        mesh = make_mesh()
-        ctx = {
-            "X": Xc,
-            "y": y,
-            "mesh": mesh,
-            "prior": prior,
-            "n_dev": mesh.devices.size,
-            "n_fixed": n_fixed,
-        }
+        rng = random_state_to_generator(self.random_state)
+        ctx = {"X": Xc, "y": y, "mesh": make_mesh(), "prior": prior, "n_fixed": n_fixed}
         protected = np.zeros(k0, dtype=bool)
         protected[known] = True
 
@@ -491,13 +457,7 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         self.weights_ = w
         self.means_ = m + offset
         c = _project_cov(c, self.covariance_type)
-        self._covariances_full = c
-        if self.covariance_type == "full":
-            self.covariances_ = c
-        elif self.covariance_type == "diag":
-            self.covariances_ = np.diagonal(c, 0, -2, -1).copy()
-        else:
-            self.covariances_ = np.diagonal(c, 0, -2, -1).mean(-1)
+        self.covariances_ = np.array(covariances_from_full(c, self.covariance_type))
         self.labels_ = labels  # the hard partition scored last (history_["log_posterior"])
         self.history_ = history
         self.lower_bound_ = lb
@@ -506,45 +466,16 @@ class SemiSupervisedGMM(ClusterMixin, DensityMixin, MixprocEstimator):
         return self
 
     # ------------------------------------------------------------------ inference
-    def _lp(self, X):
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        return self._log_prob(X, self.weights_, self.means_, self._covariances_full)
-
-    def score_samples(self, X):
-        """Log density ``log p(x)`` of each sample, shape (n_samples,)."""
-        lp = self._lp(X)
-        with x64_scope():
-            return np.asarray(logsumexp(jnp.asarray(lp), axis=1))
-
-    def score(self, X, y=None):
-        """Mean log density of ``X``."""
-        return float(self.score_samples(X).mean())
-
-    def predict_proba(self, X):
-        """Posterior responsibilities, shape (n_samples, n_components_) (no clamping)."""
-        lp = self._lp(X)
-        with x64_scope():
-            lp = jnp.asarray(lp)
-            return np.asarray(jnp.exp(lp - logsumexp(lp, axis=1, keepdims=True)))
+    # score_samples, score, predict_proba, bic, aic and sample come from MixtureMixin.
 
     def predict(self, X):
         """Most probable component (``assignment="hard"``: nearest mean); ids ``< L`` are
         the known classes."""
         if self.assignment == "hard":
             check_is_fitted(self)
-            return _sqdist(self._validate_X(X, reset=False), self.means_).argmin(1)
-        return self._lp(X).argmax(1)
-
-    def _n_parameters(self):
-        k, d = self.means_.shape
-        cov = {"full": k * d * (d + 1) / 2.0, "diag": k * d, "spherical": k}[self.covariance_type]
-        return int(cov + k * d + k - 1)
-
-    def bic(self, X):
-        """Bayesian information criterion on ``X`` (lower is better)."""
-        n = np.asarray(X).shape[0]
-        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+            X = self._validate_X(X, reset=False)
+            return squared_distances(X, self.means_).argmin(1)
+        return super().predict(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -20,7 +20,6 @@ chains are comparable and R-hat is meaningful; NUTS and SVI start from the EM so
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 from functools import partial
@@ -30,34 +29,28 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from jax.scipy.special import logsumexp
 from numpyro import handlers
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
-from sklearn.base import DensityMixin
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
+from mixtures._mixture_mixin import MixtureMixin
 from mixtures.base import (
+    RANDOM_STATE,
     MixprocEstimator,
     check_finite_result,
+    random_state_to_generator,
     random_state_to_key,
     to_numpy,
     x64_scope,
 )
 from mixtures.diagnostics import check_convergence, draws_to_inference_data, to_inference_data
 from mixtures.distributions import GaussianMixture
-from mixtures.inference import (
-    GaussianMixtureParams,
-    fit_em,
-    m_step,
-    n_parameters,
-    run_nuts,
-    run_svi,
-)
+from mixtures.em import GaussianMixtureParams, fit_em, m_step
+from mixtures.inference import run_nuts, run_svi
 
 __all__ = ["GaussianMixtureModel"]
 
@@ -200,29 +193,6 @@ def _guide_draws(params, X, hyper, init, key, covariance_type, num_draws):
     return draws
 
 
-@partial(jax.jit, static_argnames=("covariance_type",))
-def _predictive(X, weights, means, covariances, covariance_type):
-    r"""Posterior predictive log density and mean responsibilities over draws (leading axis).
-
-    .. math::
-
-        \log p(x \mid \mathcal D) \approx \log \frac1S \sum_s p(x \mid \theta_s),\qquad
-        \bar r_{ik} = \frac1S \sum_s p(z_i = k \mid x_i, \theta_s)
-
-    A point estimate is the case S = 1.
-    """
-
-    def weighted(w, m, c):
-        gm = GaussianMixture(w, m, c, covariance_type)
-        return gm.log_weights + gm.component_log_prob(X)
-
-    joint = jax.vmap(weighted)(weights, means, covariances)  # (S, n, K)
-    log_norm = logsumexp(joint, axis=-1)
-    log_pred = logsumexp(log_norm, axis=0) - jnp.log(joint.shape[0])
-    resp = jnp.exp(joint - log_norm[..., None]).mean(0)
-    return log_pred, resp
-
-
 _m_step_jit = jax.jit(m_step, static_argnames=("covariance_type",))
 
 
@@ -255,7 +225,7 @@ def _latent_from_params(params: GaussianMixtureParams, covariance_type: str) -> 
     return values
 
 
-class GaussianMixtureModel(DensityMixin, MixprocEstimator):
+class GaussianMixtureModel(MixtureMixin, MixprocEstimator):
     """Gaussian mixture fitted by EM (maximum likelihood), NUTS or SVI (Bayesian).
 
     With ``inference="em"`` this is scikit-learn's ``GaussianMixture``: the same
@@ -345,7 +315,7 @@ class GaussianMixtureModel(DensityMixin, MixprocEstimator):
         "num_steps": [Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate": [Interval(numbers.Real, 0.0, None, closed="neither")],
         "num_draws": [Interval(numbers.Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
+        "random_state": RANDOM_STATE,
         "verbose": ["verbose"],
     }
 
@@ -407,7 +377,7 @@ class GaussianMixtureModel(DensityMixin, MixprocEstimator):
                 f"Expected n_samples >= n_components, got n_samples={n} and "
                 f"n_components={self.n_components}. Pass more samples or reduce n_components."
             )
-        rng = check_random_state(self.random_state)
+        rng = random_state_to_generator(self.random_state)
         key = random_state_to_key(rng)
         with x64_scope():
             best = self._fit_em(X, rng)
@@ -459,13 +429,12 @@ class GaussianMixtureModel(DensityMixin, MixprocEstimator):
     def _initial_resp(self, X, rng):
         n, K = X.shape[0], self.n_components
         resp = np.zeros((n, K))
+        seed = int(rng.integers(0, 2**31 - 1))
         if self.init_params == "kmeans":
-            labels = KMeans(K, n_init=1, random_state=rng).fit(X).labels_
+            labels = KMeans(K, n_init=1, random_state=seed).fit(X).labels_
             resp[np.arange(n), labels] = 1
         elif self.init_params == "k-means++":
-            from sklearn.cluster import kmeans_plusplus
-
-            _, idx = kmeans_plusplus(X, K, random_state=rng)
+            _, idx = kmeans_plusplus(X, K, random_state=seed)
             resp[idx, np.arange(K)] = 1
         elif self.init_params == "random":
             resp = rng.uniform(size=(n, K))
@@ -476,17 +445,19 @@ class GaussianMixtureModel(DensityMixin, MixprocEstimator):
         return resp
 
     def _fit_em(self, X, rng):
-        Xj = jnp.asarray(X)
         best = None
         inits = range(self.n_init)
         if self.verbose > 0 and self.n_init > 1:
             inits = tqdm(inits, desc="EM initialisations")
         for _ in inits:
-            resp = jnp.asarray(self._initial_resp(X, rng))
-            params = _m_step_jit(Xj, resp, self.reg_covar, covariance_type=self.covariance_type)
+            resp = self._initial_resp(X, rng)
+            params = _m_step_jit(
+                jnp.asarray(X), jnp.asarray(resp), self.reg_covar,
+                covariance_type=self.covariance_type,
+            )  # fmt: skip
             result = fit_em(
-                Xj,
-                params,
+                X,
+                to_numpy(params),
                 covariance_type=self.covariance_type,
                 reg_covar=self.reg_covar,
                 tol=self.tol,
@@ -565,90 +536,9 @@ class GaussianMixtureModel(DensityMixin, MixprocEstimator):
         self.means_ = means
         self.covariances_ = cov
 
-    # -- prediction ------------------------------------------------------------------------
+    # -- prediction (MixtureMixin) -------------------------------------------------------
 
-    def _check_X(self, X):
-        self._check_is_fitted()
-        return self._validate_X(X, reset=False)
-
-    def _predictive(self, X):
-        X = self._check_X(X)
-        draws = self.posterior_samples_
-        if draws is None:  # point estimate: one "draw"
-            draws = {
-                "weights": self.weights_[None],
-                "means": self.means_[None],
-                "covariances": self.covariances_[None],
-            }
-        with x64_scope():
-            log_pred, resp = _predictive(
-                jnp.asarray(X),
-                jnp.asarray(draws["weights"]),
-                jnp.asarray(draws["means"]),
-                jnp.asarray(draws["covariances"]),
-                self.covariance_type,
-            )
-        return np.asarray(log_pred), np.asarray(resp)
-
-    def score_samples(self, X):
-        """Log density of each sample (posterior predictive for NUTS/SVI fits).
-
-        Returns
-        -------
-        log_density : ndarray of shape (n_samples,)
-        """
-        return self._predictive(X)[0]
-
-    def score(self, X, y=None):
-        """Mean log density of ``X`` (higher is better)."""
-        return float(np.mean(self.score_samples(X)))
-
-    def predict_proba(self, X):
-        """Posterior component probabilities, shape (n_samples, n_components)."""
-        return self._predictive(X)[1]
-
-    def predict(self, X):
-        """Most probable component of each sample."""
-        return np.argmax(self.predict_proba(X), axis=1)
-
-    def fit_predict(self, X, y=None):
-        """Fit, then label the training data."""
-        return self.fit(X).predict(X)
-
-    def sample(self, n_samples=1, random_state=None):
-        """Draw samples from the fitted (point-estimate) mixture.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        y : ndarray of shape (n_samples,)
-            Component labels.
-        """
-        self._check_is_fitted()
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1; got {n_samples}.")
-        key = random_state_to_key(self.random_state if random_state is None else random_state)
-        with x64_scope():
-            x, (z,) = self._distribution().sample_with_intermediates(key, (int(n_samples),))
-        return np.asarray(x), np.asarray(z)
-
-    def _distribution(self) -> GaussianMixture:
-        return GaussianMixture(
-            jnp.asarray(self.weights_),
-            jnp.asarray(self.means_),
-            jnp.asarray(self.covariances_),
-            self.covariance_type,
-        )
-
-    def _n_parameters(self) -> int:
-        return n_parameters(self.n_components, self.n_features_in_, self.covariance_type)
-
-    def bic(self, X):
-        """Bayesian information criterion on ``X`` (lower is better)."""
-        n = np.asarray(X).shape[0]
-        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
-
-    def aic(self, X):
-        """Akaike information criterion on ``X`` (lower is better)."""
-        n = np.asarray(X).shape[0]
-        return -2 * self.score(X) * n + 2 * self._n_parameters()
+    def _mixture_draws(self):
+        if self.posterior_samples_ is None:
+            return super()._mixture_draws()
+        return self.posterior_samples_

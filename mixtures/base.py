@@ -2,8 +2,11 @@
 
 Every estimator in ``mixtures``, ``gp`` and ``gmm`` follows the same shell:
 
-1. validate (:func:`check_array_finite` / :meth:`MixprocEstimator._validate_X`),
-2. turn ``random_state`` into a JAX key (:func:`random_state_to_key`),
+1. validate its parameters against ``_parameter_constraints`` (scikit-learn's
+   ``_validate_params``, with :data:`RANDOM_STATE` for seeds) and its data
+   (:meth:`MixprocEstimator._validate_X`, :func:`validate_semi_labels`),
+2. turn ``random_state`` into a JAX key (:func:`random_state_to_key`) or a NumPy generator
+   (:func:`random_state_to_generator`); both accept the same values,
 3. make one call into a jitted functional core inside :func:`x64_scope`, so the result
    is float64-accurate whatever the user's global JAX configuration,
 4. check the result outside ``jit`` (:func:`check_finite_result`),
@@ -22,18 +25,25 @@ from collections.abc import Iterator
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, InvalidParameterError
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 __all__ = [
+    "RANDOM_STATE",
     "MixprocEstimator",
     "check_finite_result",
+    "random_state_to_generator",
     "random_state_to_key",
     "to_numpy",
+    "validate_semi_labels",
     "x64_scope",
 ]
+
+#: The ``_parameter_constraints`` entry of every ``random_state``: None, an int in
+#: [0, 2**32), a ``numpy.random.RandomState`` or a ``numpy.random.Generator``.
+RANDOM_STATE = ["random_state", np.random.Generator]
 
 
 @contextlib.contextmanager
@@ -46,8 +56,7 @@ def x64_scope() -> Iterator[None]:
 
     Examples
     --------
-    >>> import jax.numpy as jnp
-    >>> with x64_scope():
+    >>>     >>> with x64_scope():
     ...     jnp.ones(2, dtype=jnp.float64).dtype
     dtype('float64')
     """
@@ -55,14 +64,71 @@ def x64_scope() -> Iterator[None]:
         yield
 
 
+def _check_random_state_type(random_state: Any) -> None:
+    generators = (np.random.RandomState, np.random.Generator)
+    if random_state is None or isinstance(random_state, generators):
+        return
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if not 0 <= int(random_state) < 2**32:
+            raise ValueError(
+                f"random_state must be an int in [0, 2**32); got {int(random_state)}. "
+                "Pass a seed such as random_state=0, or None."
+            )
+        return
+    raise ValueError(
+        "random_state must be None, an int, a numpy RandomState or a numpy Generator; "
+        f"got {type(random_state).__name__}. Pass e.g. random_state=0."
+    )
+
+
+def random_state_to_generator(random_state: Any) -> np.random.Generator:
+    """Map a scikit-learn style ``random_state`` to a NumPy ``Generator``.
+
+    Parameters
+    ----------
+    random_state : None, int, numpy.random.RandomState or numpy.random.Generator
+        ``None`` draws fresh entropy (non-reproducible, as in scikit-learn); an int (Python
+        or NumPy) seeds ``numpy.random.default_rng``; a ``Generator`` is returned as is (so
+        successive calls continue its stream); a ``RandomState`` seeds a new generator with
+        one draw from it.
+
+    Returns
+    -------
+    numpy.random.Generator
+
+    Raises
+    ------
+    ValueError
+        If ``random_state`` is none of the accepted types, or a negative int.
+
+    Examples
+    --------
+    >>> a = random_state_to_generator(0).integers(100, size=3)
+    >>> b = random_state_to_generator(np.int64(0)).integers(100, size=3)
+    >>> bool((a == b).all())
+    True
+    """
+    _check_random_state_type(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(int(random_state.randint(0, 2**31 - 1)))
+    if random_state is None:
+        return np.random.default_rng()
+    return np.random.default_rng(int(random_state))
+
+
 def random_state_to_key(random_state: Any) -> jax.Array:
     """Map a scikit-learn style ``random_state`` to a JAX PRNG key.
+
+    Accepts exactly what :func:`random_state_to_generator` accepts.
 
     Parameters
     ----------
     random_state : None, int, numpy.random.RandomState or numpy.random.Generator
         ``None`` draws fresh entropy from NumPy (non-reproducible, as in scikit-learn);
-        an int seeds the key directly; a NumPy generator is advanced by one draw.
+        an int (Python or NumPy) seeds the key directly; a NumPy generator is advanced by one
+        draw.
 
     Returns
     -------
@@ -72,33 +138,75 @@ def random_state_to_key(random_state: Any) -> jax.Array:
     Raises
     ------
     ValueError
-        If ``random_state`` is none of the accepted types.
+        If ``random_state`` is none of the accepted types, or a negative int.
 
     Examples
     --------
     >>> random_state_to_key(0).shape
     (2,)
     """
+    _check_random_state_type(random_state)
     if random_state is None:
         seed = int(np.random.default_rng().integers(0, 2**31 - 1))
-    elif isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        seed = int(random_state)
-        if seed < 0:
-            raise ValueError(
-                f"random_state must be a non-negative int; got {seed}. "
-                "Pass a seed in [0, 2**32) or None."
-            )
     elif isinstance(random_state, np.random.RandomState):
         seed = int(random_state.randint(0, 2**31 - 1))
     elif isinstance(random_state, np.random.Generator):
         seed = int(random_state.integers(0, 2**31 - 1))
     else:
-        raise ValueError(
-            "random_state must be None, an int, a numpy RandomState or a numpy Generator; "
-            f"got {type(random_state).__name__}. Pass e.g. random_state=0."
-        )
+        seed = int(random_state)
     with x64_scope():
         return jax.random.PRNGKey(seed % (2**32))
+
+
+def validate_semi_labels(y, n_samples: int, n_components: int | None = None) -> np.ndarray:
+    """Check semi-supervised labels: ints >= -1 (``-1`` = unlabelled), one per sample.
+
+    ``-1`` marks an unlabelled sample, as in ``sklearn.semi_supervised``; ``None`` means no
+    labels at all.
+
+    Raises
+    ------
+    ValueError
+        On a shape mismatch, non-integer values, labels below -1, or labels
+        ``>= n_components`` when the number of components is fixed.
+
+    Examples
+    --------
+    >>> validate_semi_labels([0, -1, 1], 3).tolist()
+    [0, -1, 1]
+    """
+    if y is None:
+        return np.full(n_samples, -1, dtype=np.int64)
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n_samples:
+        raise ValueError(
+            f"y must have shape ({n_samples},) to match X; got {y.shape}. Pass one label per "
+            "sample, -1 for unlabelled samples."
+        )
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise ValueError(
+                "y must hold integer class ids (-1 for unlabelled); got non-integer values. "
+                "Encode classes as 0..L-1 (e.g. sklearn.preprocessing.LabelEncoder)."
+            )
+    elif y.dtype.kind not in "iub":
+        raise ValueError(
+            f"Unknown label type: y must hold integer class ids (-1 for unlabelled); got "
+            f"dtype {y.dtype}. "
+            "Encode classes as 0..L-1 (e.g. sklearn.preprocessing.LabelEncoder)."
+        )
+    y = y.astype(np.int64)
+    if y.size and y.min() < -1:
+        raise ValueError(
+            f"y must be >= -1 (-1 marks an unlabelled sample); got min {y.min()}. "
+            "Encode classes as 0..L-1."
+        )
+    if n_components is not None and y.size and y.max() >= n_components:
+        raise ValueError(
+            f"label {y.max()} >= n_components={n_components}: each known class needs its own "
+            f"component. Use n_components > {y.max()} (or None) or re-encode the labels."
+        )
+    return y
 
 
 def to_numpy(tree: Any) -> Any:
@@ -147,6 +255,22 @@ class MixprocEstimator(BaseEstimator):
             return validate_data(self, X, reset=reset, **check_params)
         return validate_data(self, X, y, reset=reset, **check_params)
 
+    def _validate_params(self):
+        """scikit-learn's ``_parameter_constraints`` check, plus: ``True``/``False`` are not
+        accepted where a number is expected (``bool`` is an ``int`` to Python, and
+        ``max_iter=True`` is always a mistake)."""
+        super()._validate_params()
+        params = self.get_params(deep=False)
+        for name, options in getattr(self, "_parameter_constraints", {}).items():
+            value = params.get(name)
+            if not isinstance(value, (bool, np.bool_)) or "boolean" in options:
+                continue
+            if any(isinstance(o, Interval) for o in options):
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be a number, not a "
+                    f"bool; got {value!r}. Pass e.g. {name}=1."
+                )
+
     def _check_is_fitted(self) -> None:
         check_is_fitted(self)
 
@@ -158,8 +282,3 @@ class MixprocEstimator(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
         return tags
-
-
-def as_jax(x: Any, dtype=jnp.float64) -> jax.Array:
-    """``jnp.asarray`` with an explicit dtype (call inside :func:`x64_scope`)."""
-    return jnp.asarray(x, dtype=dtype)

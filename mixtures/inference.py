@@ -5,11 +5,9 @@
 - :func:`run_svi` — stochastic variational inference built inside our own jitted
   ``lax.scan`` (never ``SVI.run``, which recompiles on every call); the learning rate is a
   traced argument.
-- :func:`fit_em` — expectation–maximisation for Gaussian mixtures in a jitted
-  ``lax.while_loop``, with :func:`e_step` and :func:`m_step` exposed as pure functions; one step
-  equals scikit-learn's ``GaussianMixture`` step.
 
-All drivers return named tuples of JAX arrays.
+Both return named tuples of JAX arrays. Expectation-maximisation for Gaussian mixtures is
+:mod:`mixtures.em`.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.scipy.special import logsumexp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.hmc import hmc
@@ -31,16 +28,10 @@ from numpyro.optim import optax_to_numpyro
 from tqdm.auto import tqdm
 
 from mixtures.base import x64_scope
-from mixtures.distributions import COVARIANCE_TYPES, GaussianMixture
 
 __all__ = [
-    "EMResult",
-    "GaussianMixtureParams",
     "NUTSResult",
     "SVIResult",
-    "e_step",
-    "fit_em",
-    "m_step",
     "run_nuts",
     "run_svi",
 ]
@@ -389,194 +380,3 @@ def run_svi(
             state, losses = _svi_steps(*statics, num_steps, state, model_args, model_kwargs)
         params = _svi_params(*statics, state, model_args, model_kwargs)
         return SVIResult(params=params, losses=losses, state=state)
-
-
-# ---------------------------------------------------------------------------------------
-# EM for Gaussian mixtures
-# ---------------------------------------------------------------------------------------
-
-
-class GaussianMixtureParams(NamedTuple):
-    """Parameters of a Gaussian mixture (covariance layout as :class:`GaussianMixture`)."""
-
-    weights: jax.Array
-    means: jax.Array
-    covariances: jax.Array
-
-
-class EMResult(NamedTuple):
-    """Result of :func:`fit_em`.
-
-    Attributes
-    ----------
-    params : GaussianMixtureParams
-        Final parameters (after the last M-step).
-    lower_bounds : array of shape (max_iter,)
-        Mean log-likelihood per sample after each E-step (NaN past ``n_iter``).
-    lower_bound : scalar array
-        The last finite entry of ``lower_bounds``.
-    n_iter : int array
-        Iterations run.
-    converged : bool array
-        Whether the change of the bound fell below ``tol``.
-    """
-
-    params: GaussianMixtureParams
-    lower_bounds: jax.Array
-    lower_bound: jax.Array
-    n_iter: jax.Array
-    converged: jax.Array
-
-
-def e_step(
-    X: jax.Array, params: GaussianMixtureParams, covariance_type: str = "full"
-) -> tuple[jax.Array, jax.Array]:
-    r"""E-step: log responsibilities and the mean log-likelihood.
-
-    .. math::
-
-        \log r_{ik} = \log \pi_k + \log\mathcal N(x_i;\mu_k,\Sigma_k)
-                      - \log\sum_j \pi_j \mathcal N(x_i;\mu_j,\Sigma_j)
-
-    Returns
-    -------
-    log_resp : array of shape (n_samples, K)
-    mean_log_likelihood : scalar array
-    """
-    gm = GaussianMixture(*params, covariance_type=covariance_type)
-    weighted = gm.log_weights + gm.component_log_prob(X)
-    log_norm = logsumexp(weighted, axis=-1)
-    return weighted - log_norm[:, None], jnp.mean(log_norm)
-
-
-def m_step(
-    X: jax.Array, resp: jax.Array, reg_covar, covariance_type: str = "full"
-) -> GaussianMixtureParams:
-    r"""M-step: maximum-likelihood parameters from responsibilities (matmul form).
-
-    .. math::
-
-        N_k = \sum_i r_{ik} + 10\epsilon,\quad \pi_k = N_k / n,\quad
-        \mu_k = \frac{1}{N_k}\sum_i r_{ik} x_i,\quad
-        \Sigma_k = \frac{1}{N_k}\sum_i r_{ik}(x_i-\mu_k)(x_i-\mu_k)^\top + \lambda I
-
-    with :math:`\lambda` = ``reg_covar`` and the :math:`10\epsilon` guard of scikit-learn's
-    ``_estimate_gaussian_parameters`` so that empty components stay finite. Diagonal and
-    spherical covariances keep the diagonal (resp. its mean) of :math:`\Sigma_k`.
-    """
-    nk = resp.sum(0) + 10 * jnp.finfo(resp.dtype).eps
-    means = (resp.T @ X) / nk[:, None]
-    if covariance_type == "full":
-        D = X.shape[1]
-        # sum_i r_ik x_i x_i^T / N_k - mu_k mu_k^T, written with centred data for accuracy.
-        diff = X[None, :, :] - means[:, None, :]
-        cov = jnp.einsum("kn,knd,kne->kde", resp.T, diff, diff) / nk[:, None, None]
-        cov = cov + reg_covar * jnp.eye(D, dtype=X.dtype)
-    else:
-        avg_x2 = (resp.T @ (X * X)) / nk[:, None]
-        avg_xmean = means * ((resp.T @ X) / nk[:, None])
-        cov = avg_x2 - 2 * avg_xmean + means**2 + reg_covar
-        if covariance_type == "spherical":
-            cov = cov.mean(1)
-    return GaussianMixtureParams(nk / X.shape[0], means, cov)
-
-
-@partial(jax.jit, static_argnames=("covariance_type", "max_iter"))
-def _fit_em_core(X, params, reg_covar, tol, covariance_type, max_iter):
-    dtype = X.dtype
-    lower_bounds = jnp.full((max_iter,), jnp.nan, dtype=dtype)
-
-    def cond(carry):
-        _, _, i, prev, cur, _ = carry
-        return (i < max_iter) & ~(jnp.abs(cur - prev) < tol)
-
-    def body(carry):
-        params, bounds, i, _, cur, _ = carry
-        log_resp, lb = e_step(X, params, covariance_type)
-        new_params = m_step(X, jnp.exp(log_resp), reg_covar, covariance_type)
-        return new_params, bounds.at[i].set(lb), i + 1, cur, lb, log_resp
-
-    init = (
-        params,
-        lower_bounds,
-        jnp.asarray(0, jnp.int32),
-        jnp.asarray(-jnp.inf, dtype),
-        jnp.asarray(jnp.inf, dtype),
-        jnp.zeros((X.shape[0], params.means.shape[0]), dtype),
-    )
-    params, bounds, n_iter, prev, cur, _ = jax.lax.while_loop(cond, body, init)
-    converged = jnp.abs(cur - prev) < tol
-    return EMResult(params, bounds, cur, n_iter, converged)
-
-
-def fit_em(
-    X,
-    init_params: GaussianMixtureParams,
-    *,
-    covariance_type: str = "full",
-    reg_covar: float = 1e-6,
-    tol: float = 1e-3,
-    max_iter: int = 100,
-) -> EMResult:
-    """Fit a Gaussian mixture by EM from given initial parameters.
-
-    Each iteration is an :func:`e_step` then an :func:`m_step`; the loop stops when the mean
-    log-likelihood changes by less than ``tol`` (scikit-learn's criterion) or after
-    ``max_iter`` iterations. ``reg_covar`` and ``tol`` are traced (no recompilation when
-    they change); ``covariance_type`` and ``max_iter`` are static. Runs in float64.
-
-    Parameters
-    ----------
-    X : array of shape (n_samples, n_features)
-    init_params : GaussianMixtureParams
-    covariance_type : {"full", "diag", "spherical"}
-    reg_covar : float
-        Added to the covariance diagonals.
-    tol : float
-        Convergence threshold on the change of the mean log-likelihood.
-    max_iter : int
-        Maximum iterations.
-
-    Returns
-    -------
-    EMResult
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> X = np.r_[np.random.default_rng(0).normal(-3, 1, (50, 1)),
-    ...           np.random.default_rng(1).normal(3, 1, (50, 1))]
-    >>> init = GaussianMixtureParams(np.array([.5, .5]), np.array([[-1.], [1.]]),
-    ...                              np.ones((2, 1, 1)))
-    >>> res = fit_em(X, init)
-    >>> means = np.sort(np.asarray(res.params.means[:, 0]))
-    >>> bool(res.converged), bool(np.allclose(means, [-3.0, 3.0], atol=0.3))
-    (True, True)
-    """
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
-        )
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1; got {max_iter}.")
-    with x64_scope():
-        X = jnp.asarray(X, jnp.float64)
-        params = GaussianMixtureParams(*(jnp.asarray(p, jnp.float64) for p in init_params))
-        return _fit_em_core(
-            X,
-            params,
-            jnp.asarray(reg_covar, jnp.float64),
-            jnp.asarray(tol, jnp.float64),
-            covariance_type,
-            int(max_iter),
-        )
-
-
-def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
-    """Free parameters of a Gaussian mixture (for BIC/AIC), as scikit-learn counts them."""
-    cov = {
-        "full": n_components * n_features * (n_features + 1) / 2.0,
-        "diag": n_components * n_features,
-        "spherical": n_components,
-    }[covariance_type]
-    return int(cov + n_components * n_features + n_components - 1)

@@ -1,4 +1,4 @@
-"""Inference drivers: EM vs scikit-learn, NUTS/SVI vs closed-form posteriors, diagnostics."""
+"""Inference drivers: NUTS/SVI vs closed-form posteriors, diagnostics."""
 
 import jax
 import jax.numpy as jnp
@@ -6,84 +6,16 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
-from sklearn.datasets import load_iris
-from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from mixtures import (
-    GaussianMixtureParams,
     NUTSResult,
     check_convergence,
-    fit_em,
     run_nuts,
     run_svi,
     summarize,
     to_inference_data,
 )
 from mixtures.diagnostics import MixprocConvergenceWarning
-
-
-def _init(X, K, covariance_type, seed=0):
-    rng = np.random.default_rng(seed)
-    weights = np.full(K, 1.0 / K)
-    means = X[rng.choice(len(X), K, replace=False)]
-    cov = {
-        "full": np.stack([np.cov(X.T)] * K),
-        "diag": np.stack([X.var(0)] * K),
-        "spherical": np.full(K, X.var()),
-    }[covariance_type]
-    prec = np.linalg.inv(cov) if covariance_type == "full" else 1.0 / cov
-    return weights, means, cov, prec
-
-
-@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
-@pytest.mark.parametrize("max_iter", [1, 50])
-def test_em_steps_equal_sklearn(covariance_type, max_iter):
-    X = load_iris().data
-    weights, means, cov, prec = _init(X, 3, covariance_type)
-    sk = SkGaussianMixture(
-        3,
-        covariance_type=covariance_type,
-        max_iter=max_iter,
-        tol=1e-10,
-        weights_init=weights,
-        means_init=means,
-        precisions_init=prec,
-    )
-    with pytest.warns(Warning) if max_iter == 1 else _nullcontext():
-        sk.fit(X)
-    res = fit_em(
-        X,
-        GaussianMixtureParams(weights, means, cov),
-        covariance_type=covariance_type,
-        max_iter=max_iter,
-        tol=1e-10,
-    )
-    # Same float64 algorithm, same order of operations up to summation order:
-    # agreement to ~1e-12 relative after one step; EM is a contraction near the
-    # optimum so 50 steps stay within 1e-8.
-    tol = 1e-10 if max_iter == 1 else 1e-7
-    np.testing.assert_allclose(res.params.weights, sk.weights_, rtol=tol, atol=tol)
-    np.testing.assert_allclose(res.params.means, sk.means_, rtol=tol, atol=tol)
-    np.testing.assert_allclose(res.params.covariances, sk.covariances_, rtol=tol, atol=tol)
-    np.testing.assert_allclose(float(res.lower_bound), sk.lower_bound_, rtol=1e-10)
-    assert int(res.n_iter) == sk.n_iter_
-
-
-def test_em_lower_bound_never_decreases():
-    X = load_iris().data
-    weights, means, cov, _ = _init(X, 4, "full", seed=3)
-    res = fit_em(X, GaussianMixtureParams(weights, means, cov), max_iter=200, tol=1e-12)
-    lb = np.asarray(res.lower_bounds)[: int(res.n_iter)]
-    # EM's monotonicity theorem; allow float64 rounding of a mean over 150 points
-    assert np.all(np.diff(lb) > -1e-12)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return False
 
 
 def _normal_model(y, prior_mean, prior_sd, noise_sd):

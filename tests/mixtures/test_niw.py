@@ -5,7 +5,8 @@ import pytest
 from scipy.special import gammaln
 from scipy.stats import invwishart, multivariate_normal
 
-from gmm._niw import (
+from gmm._split_merge import merge_moments, two_means
+from mixtures.niw import (
     ClusterStats,
     NIWPrior,
     cluster_stats,
@@ -18,7 +19,6 @@ from gmm._niw import (
     niw_log_evidence,
     pool_stats,
 )
-from gmm._split_merge import merge_moments, two_means
 
 
 def _scipy_log_evidence(X, prior):

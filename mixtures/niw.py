@@ -1,9 +1,26 @@
-"""Normal-Inverse-Wishart (NIW) prior: MAP updates, log evidence and Hastings ratios.
+"""Conjugate Normal-Inverse-Wishart (NIW) algebra for Gaussian mixtures.
 
-The formulas are those of the released GPC / DeepDPM code (Zhao, Wen & Han, ICCV 2023;
-Ronen, Finder & Freifeld, CVPR 2022), written for clusters summarised by sufficient
-statistics ``(n, mean, scatter)`` so that merging two clusters is an exact, stable pooling
-(Chan, Golub & LeVeque) and the evidence is computed in float64.
+Everything a Bayesian GMM needs from the NIW prior, in one place: hard-partition
+sufficient statistics (:func:`cluster_stats`, exact pooling :func:`pool_stats`), the MAP
+Gaussian (:func:`niw_map`, :func:`map_gaussian`, used by the EM M-step of
+:mod:`mixtures.em`), the log evidence (:func:`niw_log_evidence`), the split/merge Hastings
+ratios of the sub-cluster DP sampler (:func:`log_hastings_split`,
+:func:`log_hastings_merge`) and the DP-NIW log posterior of a partition
+(:func:`log_partition_posterior`), plus data-scaled and empirical-Bayes priors.
+
+Clusters are summarised by ``(n, mean, scatter)`` so that merging two clusters is an exact,
+stable pooling (Chan, Golub & LeVeque, 1979) and the evidence is computed in float64.
+
+References
+----------
+K. P. Murphy. Conjugate Bayesian analysis of the Gaussian distribution. Technical note,
+2007 (section 9, the NIW prior).
+J. Chang, J. W. Fisher III. Parallel sampling of DP mixture models using sub-cluster
+splits. NeurIPS 2013.
+M. Ronen, S. E. Finder, O. Freifeld. DeepDPM: deep clustering with an unknown number of
+clusters. CVPR 2022.
+B. Zhao, X. Wen, K. Han. Learning semi-supervised Gaussian mixture models for generalized
+category discovery. ICCV 2023.
 """
 
 from __future__ import annotations
@@ -20,12 +37,11 @@ from scipy.special import multigammaln as _sp_multigammaln
 
 from mixtures.base import x64_scope
 
-from ._kmeans import _cluster_sums
-
 __all__ = [
     "ClusterStats",
     "NIWPrior",
     "cluster_stats",
+    "cluster_sums",
     "default_prior",
     "empirical_bayes_prior",
     "log_hastings_merge",
@@ -33,6 +49,7 @@ __all__ = [
     "log_partition_posterior",
     "map_gaussian",
     "niw_log_evidence",
+    "niw_map",
     "pool_stats",
 ]
 
@@ -66,11 +83,12 @@ def default_prior(
     kappa: float = 1e-4,
     nu: float | None = None,
 ) -> NIWPrior:
-    """The GPC/DeepDPM NIW prior, scaled to the data.
+    """The NIW prior of the released GPC / DeepDPM code, scaled to the data.
 
-    ``m0`` is the data mean, ``kappa0 = 1e-4`` and ``nu0 = D + 1`` (note, section 4).
-    GPC uses ``Psi0 = 0.005 I`` for unit-norm features; to make the default usable in any
-    space we scale it by the total variance of the data,
+    ``m0`` is the data mean, ``kappa0 = 1e-4`` and ``nu0 = D + 1`` (the released DeepDPM
+    prior, Ronen et al., 2022, which GPC copies). GPC uses ``Psi0 = 0.005 I`` for unit-norm
+    features; to make the default usable in any space we scale it by the total variance of
+    the data,
 
     .. math::
 
@@ -155,27 +173,24 @@ def empirical_bayes_prior(
     r"""NIW prior calibrated on the labelled (known) classes by type-II maximum likelihood.
 
     The number of components that split/merge settles on is governed by the scale of
-    ``Psi0``: on the ImageNet-50 MoCo features (PCA 32, L2) GPC's ``0.005`` (times the
-    total variance) gives K-hat about 65 for K = 50, ``0.02`` about 45, ``0.1`` about 40.
-    GPC's value was tuned for 768-d ViT features and is arbitrary in any other space. In
-    GCD the labelled classes are samples of "what a class looks like", so we pick the
-    prior under which they are most probable:
+    ``Psi0``, and GPC's value was tuned for 768-d ViT features, so it is arbitrary in any
+    other space. In category discovery the labelled classes are samples of "what a class
+    looks like", so we pick the prior under which they are most probable:
 
     .. math::
 
         \hat s = \arg\max_s \sum_{c \in \mathcal Y_l}
         \log f(X_c \mid m_0, \kappa_0, \nu_0, \Psi_0 = s\,B),
 
-    with ``log f`` the NIW evidence of the note (section 4), ``m0`` the data mean and
+    with ``log f`` the NIW evidence (:func:`niw_log_evidence`), ``m0`` the data mean and
     ``B = I`` (``shape="isotropic"``) or the pooled within-class covariance ``W`` of the
     labelled samples (``shape="within"``). ``fit="scale"`` fits ``s`` only (bounded Brent
     in log space) and keeps GPC's ``kappa0``, ``nu0 = D + 1``; ``fit="all"`` also fits
     ``nu0 > D - 1`` and ``kappa0`` (Nelder-Mead in log space).
 
     This is a model-based calibration: it helps when classes are roughly Gaussian at the
-    scale of the features (ImageNet-50: K-hat 42-48; digits: 9-11), and it cannot help when
-    a class is itself multi-modal (UMAP embeddings break a digit class into islands; there
-    the labelled classes favour a tight prior and K-hat overshoots).
+    scale of the features, and it cannot help when a class is itself multi-modal (then the
+    labelled classes favour a tight prior and the number of components overshoots).
 
     Parameters
     ----------
@@ -259,6 +274,18 @@ def empirical_bayes_prior(
     return NIWPrior(m0, float(kappa0), float(nu0), s * B)
 
 
+def cluster_sums(X, labels, n_clusters: int) -> np.ndarray:
+    """Per-cluster sums of the rows of ``X``, shape (n_clusters, n_features).
+
+    One ``np.bincount`` per column: the same sequential float64 additions as
+    ``np.add.at``, so results are bit-identical to it, and much faster.
+    """
+    d = X.shape[1]
+    return np.stack([np.bincount(labels, X[:, j], n_clusters) for j in range(d)], 1).reshape(
+        n_clusters, d
+    )
+
+
 def cluster_stats(X, labels, n_clusters: int) -> ClusterStats:
     """Sufficient statistics of a hard partition (NumPy, centred two-pass scatter).
 
@@ -276,7 +303,7 @@ def cluster_stats(X, labels, n_clusters: int) -> ClusterStats:
     labels = np.asarray(labels)
     d = X.shape[1]
     n = np.bincount(labels, minlength=n_clusters).astype(np.float64)
-    sums = _cluster_sums(X, labels, n_clusters)
+    sums = cluster_sums(X, labels, n_clusters)
     mean = sums / np.maximum(n, 1.0)[:, None]
     diff = X - mean[labels]
     scatter = np.zeros((n_clusters, d, d))
@@ -308,14 +335,54 @@ def pool_stats(a: ClusterStats, b: ClusterStats) -> ClusterStats:
     return ClusterStats(n, mean, scatter)
 
 
-def map_gaussian(stats: ClusterStats, prior: NIWPrior, reg_covar: float = 0.0):
-    """NIW MAP mean and covariance of clusters from hard statistics (note, section 4).
+def niw_map(n, xbar, scatter, prior: NIWPrior):
+    r"""NIW MAP mean and covariance from per-cluster statistics (NumPy or JAX, traceable).
+
+    With :math:`N_k` (possibly fractional) points of mean :math:`\bar x_k` and scatter
+    :math:`S_k = \sum_i (x_i - \bar x_k)(x_i - \bar x_k)^\top`, the mode of the NIW
+    posterior (Murphy, 2007, section 9; Fraley & Raftery, 2007, eqs. 5-6) is
 
     .. math::
 
-        \\mu_k = \\frac{N_k \\bar x_k + \\kappa_0 m_0}{N_k + \\kappa_0}, \\qquad
-        \\Sigma_k = \\frac{\\Psi_0 + S_k + \\frac{\\kappa_0 N_k}{\\kappa_0 + N_k}
-        (\\bar x_k - m_0)(\\bar x_k - m_0)^T}{\\nu_0 + N_k + D + 2}
+        \mu_k = \frac{N_k \bar x_k + \kappa_0 m_0}{N_k + \kappa_0}, \qquad
+        \Sigma_k = \frac{\Psi_0 + S_k + \frac{\kappa_0 N_k}{\kappa_0 + N_k}
+        (\bar x_k - m_0)(\bar x_k - m_0)^\top}{\nu_0 + N_k + D + 2}.
+
+    This is the one implementation of the formula: the hard-partition statistics of
+    :func:`map_gaussian` (NumPy) and the soft EM M-step of :func:`mixtures.em.map_m_step`
+    (JAX) both call it. An empty cluster (:math:`N_k = 0`) gets :math:`\mu_k = m_0`.
+
+    Parameters
+    ----------
+    n : array of shape (M,)
+    xbar : array of shape (M, D)
+    scatter : array of shape (M, D, D)
+    prior : NIWPrior
+
+    Returns
+    -------
+    means : array of shape (M, D)
+    covariances : array of shape (M, D, D)
+    """
+    xp = jnp if isinstance(n, jax.Array) or isinstance(xbar, jax.Array) else np
+    d = xbar.shape[-1]
+    eps = 10 * xp.finfo(xp.result_type(xbar, float)).eps
+    m0 = xp.asarray(prior.mean)
+    kappa, nu, psi = prior.kappa, prior.nu, xp.asarray(prior.psi)
+    xbar = xp.where(n[:, None] > eps, xbar, m0)
+    means = (n[:, None] * xbar + kappa * m0) / (n + kappa)[:, None]
+    delta = xbar - m0
+    shrink = kappa * n / xp.maximum(kappa + n, eps)
+    outer = delta[:, :, None] * delta[:, None, :]
+    num = psi + scatter + shrink[:, None, None] * outer
+    cov = num / xp.maximum(nu + n + d + 2, eps)[:, None, None]
+    return means, cov
+
+
+def map_gaussian(stats: ClusterStats, prior: NIWPrior, reg_covar: float = 0.0):
+    """NIW MAP mean and covariance of clusters from hard statistics (NumPy).
+
+    :func:`niw_map` on :class:`ClusterStats`, plus ``reg_covar`` on the diagonal.
 
     Returns
     -------
@@ -324,19 +391,9 @@ def map_gaussian(stats: ClusterStats, prior: NIWPrior, reg_covar: float = 0.0):
     """
     n = np.asarray(stats.n, dtype=np.float64)
     d = stats.mean.shape[-1]
-    m0 = np.asarray(prior.mean)
-    kappa, nu = float(prior.kappa), float(prior.nu)
-    xbar = np.where(n[:, None] > 0, stats.mean, m0)
-    means = (n[:, None] * xbar + kappa * m0) / (n + kappa)[:, None]
-    delta = xbar - m0
-    shrink = kappa * n / (kappa + n)
-    num = (
-        np.asarray(prior.psi)
-        + stats.scatter
-        + shrink[:, None, None] * np.einsum("kd,ke->kde", delta, delta)
-    )
-    cov = num / (nu + n + d + 2)[:, None, None] + reg_covar * np.eye(d)
-    return means, cov
+    pr = NIWPrior(np.asarray(prior.mean), float(prior.kappa), float(prior.nu), prior.psi)
+    means, cov = niw_map(n, np.asarray(stats.mean), np.asarray(stats.scatter), pr)
+    return means, cov + reg_covar * np.eye(d)
 
 
 @jax.jit
@@ -365,7 +422,7 @@ def _bucket(m: int) -> int:
 
 
 def niw_log_evidence(stats: ClusterStats, prior: NIWPrior, centre=None) -> np.ndarray:
-    """NIW log marginal likelihood ``log f(X_k)`` of each cluster (note, section 4).
+    """NIW log marginal likelihood ``log f(X_k)`` of each cluster (Murphy, 2007, section 9).
 
     .. math::
 
@@ -418,7 +475,10 @@ def niw_log_evidence(stats: ClusterStats, prior: NIWPrior, centre=None) -> np.nd
 def log_hastings_split(
     child1: ClusterStats, child2: ClusterStats, prior: NIWPrior, alpha: float = 1.0
 ) -> np.ndarray:
-    """Log Hastings ratio of splitting ``child1 ∪ child2`` into its two parts (note, 5.1).
+    """Log Hastings ratio of splitting ``child1 ∪ child2`` into its two parts.
+
+    The sub-cluster split ratio of Chang & Fisher (2013), as in DeepDPM (Ronen et al., 2022)
+    and GPC (Zhao et al., 2023):
 
     .. math::
 
@@ -447,7 +507,7 @@ def log_hastings_split(
 def log_hastings_merge(
     part1: ClusterStats, part2: ClusterStats, prior: NIWPrior, alpha: float = 1.0
 ) -> np.ndarray:
-    """Log Hastings ratio of merging two clusters: ``log H_m = -log H_s`` (note, 5.1).
+    """Log Hastings ratio of merging two clusters: ``log H_m = -log H_s`` (Chang & Fisher, 2013).
 
     .. math::
 
@@ -470,9 +530,9 @@ def log_partition_posterior(X, labels, prior: NIWPrior, alpha: float = 1.0) -> f
         + \\log f(X_k)\\big] + \\text{const}
 
     (Chinese-restaurant prior times the NIW evidence of each cluster). The split and merge
-    Hastings ratios of note 5.1 are exactly its differences, so it is the objective the
-    split/merge search climbs; it also compares a method's partition with the true classes.
-    Empty clusters are ignored.
+    Hastings ratios (:func:`log_hastings_split`) are exactly its differences, so it is the
+    objective the split/merge search climbs; it also compares a method's partition with the
+    true classes. Empty clusters are ignored.
 
     Parameters
     ----------
