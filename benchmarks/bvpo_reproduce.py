@@ -1,4 +1,4 @@
-"""Reproduce the BVPO checks on the exact toy test bed (mixtures.estimators.toy).
+"""Reproduce the BVPO checks on the exact toy test bed (mixtures.gradmix.toy).
 
 Prints markdown tables:
 
@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from mixtures.estimators import MixingMoments, mixing_mse, mixing_weight_from_moments, toy
+from mixtures.gradmix import MixingMoments, mixing_mse, mixing_weight_from_moments, toy
 
 GRID = np.linspace(0.0, 1.0, 101)
 

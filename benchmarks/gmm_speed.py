@@ -1,15 +1,25 @@
-"""One full-covariance EM iteration: mixproc's jitted SS-GMM core vs scikit-learn.
+"""Gaussian-mixture EM speed and memory: mixproc vs scikit-learn's ``GaussianMixture``.
 
-Cases: UMAP MNIST (70000 x 10) with K = 10 and 50, synthetic 20000 x 64 with K = 50.
-Both sides start from the same parameters; scikit-learn's iteration is ``_e_step`` +
-``_m_step`` of ``GaussianMixture`` (always on the CPU); ours is one ``fit_em`` iteration
-(E-step and sufficient statistics as a blocked scan of two GEMMs per block, NIW-MAP
-M-step) on JAX's default backend (an accelerator when there is one). Peak memory is the
-maximum resident-set size sampled every millisecond during the timed calls, minus the RSS
-before; on an accelerator our side also reports the device's ``peak_bytes_in_use``.
+Two measurements, side by side in one run:
 
-Usage: ``python benchmarks/gmm_speed.py [--quick] [--cases 0 1 2] [--reps 5]
-[--json out.json] [--data-dir ../shared/data/gcd]``
+1. **One full-covariance EM iteration** from the same parameters: scikit-learn's
+   ``_e_step`` + ``_m_step`` against one iteration of the EM engine
+   (:func:`mixtures.em.fit_em_blocks`: E-step and statistics as a blocked scan of two GEMMs
+   per block, M-step) on JAX's default backend. Cases: UMAP MNIST (70000 x 10) with K = 10
+   and 50, synthetic 20000 x 64 with K = 50.
+2. **Whole ``fit``**, initialisation included (k-means on both sides), on UMAP MNIST with
+   K = 10 and 50: ``sklearn.mixture.GaussianMixture`` against
+   ``mixtures.GaussianMixtureModel`` and ``gmm.SemiSupervisedGMM`` with no labels and no
+   split/merge (``split_merge=False``), all with ``max_iter=T, tol=0`` so that every side runs
+   exactly T iterations. Times are the median of ``--reps`` fits after one warm-up fit (the
+   warm-up's extra time is reported as compile time).
+
+Peak memory is the maximum resident-set size sampled every millisecond during the timed
+calls, minus the RSS before; on an accelerator our side also reports the device's
+``peak_bytes_in_use``.
+
+Usage: ``python benchmarks/gmm_speed.py [--quick] [--cases 0 1 2] [--fit-cases 0 1]
+[--reps 5] [--fit-iters 20] [--json out.json] [--data-dir ../shared/data/gcd]``
 """
 
 from __future__ import annotations
@@ -20,15 +30,25 @@ import os
 import pathlib
 import threading
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from gmm._niw import NIWPrior
-from gmm._ssgmm_core import GMMParams, block_layout, fit_em, make_mesh, shard_rows
+from gmm import SemiSupervisedGMM
+from mixtures import GaussianMixtureModel
 from mixtures.base import x64_scope
+from mixtures.em import (
+    GaussianMixtureParams,
+    fit_em_blocks,
+    make_mesh,
+    maximum_likelihood_prior,
+    to_blocks,
+)
+from mixtures.niw import NIWPrior
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -93,26 +113,15 @@ def bench_mixproc(X, params, reps):
     n, d = X.shape
     k = len(params[0])
     mesh = make_mesh()
-    block, nb = block_layout(n, k, d, mesh.devices.size)
-    rows = block * nb
-    xs = np.zeros((rows, d))
-    xs[:n] = X
-    ys = np.full(rows, -1)
-    ws = np.zeros(rows)
-    ws[:n] = 1
-    ml = NIWPrior(np.zeros(d), 0.0, -(d + 2.0), np.zeros((d, d)))  # = sklearn's ML M-step
+    ml = maximum_likelihood_prior(d)  # the NIW-MAP M-step becomes sklearn's ML M-step
     with x64_scope():
-        arrs = shard_rows(
-            mesh,
-            jnp.asarray(xs.reshape(nb, block, d)),
-            jnp.asarray(ys.reshape(nb, block)),
-            jnp.asarray(ws.reshape(nb, block)),
-        )
-        p0 = GMMParams(*map(jnp.asarray, params))
-        args = (jnp.ones(k, bool), jnp.asarray(ml.mean), 0.0, -(d + 2.0), jnp.asarray(ml.psi))
+        data = to_blocks(X, n_components=k, mesh=mesh, center=False)
+        p0 = GaussianMixtureParams(*map(jnp.asarray, params))
+        prior = NIWPrior(*(jnp.asarray(v, jnp.float64) for v in ml))
+        active = jnp.ones(k, bool)
 
         def run():
-            r = fit_em(*arrs, p0, *args, 1e-6, -1.0, 1, mesh=mesh)
+            r = fit_em_blocks(data, p0, active, prior, 1e-6, -1.0, max_iter=1, mesh=mesh)
             jax.block_until_ready(r)
             return r
 
@@ -125,20 +134,62 @@ def bench_mixproc(X, params, reps):
                 t = time.perf_counter()
                 run()
                 times.append(time.perf_counter() - t)
-    dev_mb = None
+    return float(np.median(times)), mem.delta_mb, compile_s, _device_peak_mb()
+
+
+def _device_peak_mb():
     try:
         stats = jax.devices()[0].memory_stats() or {}
-        if "peak_bytes_in_use" in stats:
-            dev_mb = stats["peak_bytes_in_use"] / 2**20
     except Exception:  # CPU backends may not report memory statistics
-        dev_mb = None
-    return float(np.median(times)), mem.delta_mb, compile_s, dev_mb
+        return None
+    if "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"] / 2**20
+    return None
+
+
+def _time_fits(make, X, reps):
+    """Median wall time of ``make().fit(X)`` after one warm-up fit, and the peak RSS delta."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t = time.perf_counter()
+        est = make().fit(X)
+        first = time.perf_counter() - t
+        times = []
+        with PeakRSS() as mem:
+            for _ in range(reps):
+                t = time.perf_counter()
+                est = make().fit(X)
+                times.append(time.perf_counter() - t)
+    med = float(np.median(times))
+    return {
+        "fit_s": med,
+        "compile_s": max(first - med, 0.0),
+        "peak_rss_mb": mem.delta_mb,
+        "n_iter": int(est.n_iter_),
+        "mean_log_likelihood": float(est.score(X)),
+    }
+
+
+def bench_whole_fit(X, k, iters, reps):
+    common = dict(max_iter=iters, tol=0.0, random_state=0)
+    out = {
+        "sklearn": _time_fits(lambda: GaussianMixture(k, **common), X, reps),
+        "GaussianMixtureModel": _time_fits(lambda: GaussianMixtureModel(k, **common), X, reps),
+        "SemiSupervisedGMM": _time_fits(
+            lambda: SemiSupervisedGMM(k, split_merge=False, **common), X, reps
+        ),
+    }
+    return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="subsample 10x, 2 repetitions")
     ap.add_argument("--cases", type=int, nargs="*", default=None, help="subset of 0 1 2")
+    ap.add_argument(
+        "--fit-cases", type=int, nargs="*", default=None, help="whole-fit cases, subset of 0 1"
+    )
+    ap.add_argument("--fit-iters", type=int, default=20, help="EM iterations per whole fit")
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--json", default=None, help="write the raw results to this path")
     ap.add_argument(
@@ -147,6 +198,7 @@ def main(argv=None):
     )
     a = ap.parse_args(argv)
     reps = a.reps or (2 if a.quick else 5)
+    fit_reps = a.reps or (1 if a.quick else 3)
     mnist = np.load(pathlib.Path(a.data_dir) / "umap_mnist.npz")["X"].astype(np.float64)
     synth = np.random.default_rng(0).normal(size=(20000, 64))
     cases = [("UMAP MNIST", mnist, 10), ("UMAP MNIST", mnist, 50), ("synthetic", synth, 50)]
@@ -189,9 +241,39 @@ def main(argv=None):
                 "reps": reps,
             }
         )
+    fit_cases = [("UMAP MNIST", mnist, 10), ("UMAP MNIST", mnist, 50)]
+    if a.fit_cases is not None:
+        fit_cases = [fit_cases[i] for i in a.fit_cases]
+    print(
+        f"\nwhole fit, initialisation included, {a.fit_iters} EM iterations, median of {fit_reps}"
+    )
+    hdr = (
+        f"{'data':<12}{'N x D':>12}{'K':>4} | {'estimator':<22}{'fit s':>8}{'s/iter':>8}"
+        f"{'vs sklearn':>11} | {'peak MB':>8} | {'compile s':>9} | {'mean loglik':>11}"
+    )
+    print(hdr)
+    print("-" * len(hdr))
+    fits = []
+    for name, X, k in fit_cases:
+        if a.quick:
+            X = X[: len(X) // 10]
+        res = bench_whole_fit(X, k, a.fit_iters, fit_reps)
+        base = res["sklearn"]["fit_s"]
+        for est, r in res.items():
+            print(
+                f"{name:<12}{f'{X.shape[0]}x{X.shape[1]}':>12}{k:>4} | {est:<22}"
+                f"{r['fit_s']:>8.3f}{r['fit_s'] / max(r['n_iter'], 1):>8.4f}"
+                f"{base / r['fit_s']:>10.1f}x | {r['peak_rss_mb']:>8.1f} | {r['compile_s']:>9.2f}"
+                f" | {r['mean_log_likelihood']:>11.4f}"
+            )
+            fits.append(
+                {"data": name, "n": int(X.shape[0]), "d": int(X.shape[1]), "k": k,
+                 "estimator": est, "speedup_vs_sklearn": base / r["fit_s"], "reps": fit_reps,
+                 "device": device, **r}
+            )  # fmt: skip
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump({"iteration": results, "whole_fit": fits}, f, indent=1)
 
 
 if __name__ == "__main__":

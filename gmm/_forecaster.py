@@ -1,39 +1,41 @@
 """GMM trajectory forecaster with a stochastic kinematic prior (Zheng et al., 2024).
 
 Functional core: an MLP maps the agent-frame history to K mode logits and, per mode and
-future step, a Gaussian over the formulation's controls; :mod:`gmm.kinematics` integrates
-the controls into per-step position Gaussians; training minimises a winner-takes-all or
-full-mixture NLL with optax. The sklearn estimator :class:`KinematicGMMForecaster` is the
-shell.
+future step, a Gaussian over the formulation's controls; the kinematic cores
+(:mod:`gmm._kinematics_core`, public API :mod:`gmm.kinematics`) integrate the controls
+into per-step position Gaussians; training minimises a winner-takes-all or full-mixture
+NLL with optax, the densities coming from one
+:class:`mixtures.distributions.GaussianMixture` per agent. The sklearn estimator
+:class:`KinematicGMMForecaster` is the shell.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from numbers import Integral, Real
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 from tqdm.auto import tqdm
 
 from gmm import metrics as _metrics
-from gmm.kinematics import (
-    FORMULATIONS,
-    METHODS,
-    _propagate_single,
-    _psd_sqrt,
-    _rollout_single,
-)
+from gmm._kinematics_core import propagate_single, psd_sqrt, rollout_single
+from gmm._trajectory_mixture import step_mixture, trajectory_log_prob
+from gmm.kinematics import FORMULATIONS, METHODS
 from mixtures.base import (
+    RANDOM_STATE,
     MixprocEstimator,
     check_finite_result,
     random_state_to_key,
     to_numpy,
     x64_scope,
 )
+from mixtures.distributions import GaussianMixture
 
 __all__ = ["KinematicGMMForecaster", "constant_velocity_forecast"]
 
@@ -138,17 +140,6 @@ def _mlp(params, x):
     return x @ W + b
 
 
-def _gauss2_logpdf(y, mean, cov):
-    """log N(y; mean, cov) for 2x2 covariances via the closed-form Cholesky factor."""
-    l00 = jnp.sqrt(cov[..., 0, 0])
-    l10 = cov[..., 1, 0] / l00
-    l11 = jnp.sqrt(cov[..., 1, 1] - l10**2)
-    d = y - mean
-    z0 = d[..., 0] / l00
-    z1 = (d[..., 1] - l10 * z0) / l11
-    return -0.5 * (z0**2 + z1**2) - jnp.log(l00) - jnp.log(l11) - jnp.log(2 * jnp.pi)
-
-
 def _heads(raw, speed, hyper, cfg):
     """Map raw outputs (K, T, 5) of one agent to control / position Gaussians."""
     S, dt, L = hyper["speed_scale"], hyper["dt"], hyper["wheelbase"]
@@ -207,12 +198,12 @@ def _forward_one(params, x, speed, hyper, cfg):
     if cfg.formulation == "position":
         return logits, u_mean, u_cov + floor, u_mean, u_cov
     if cfg.variance == "learned":  # deterministic kinematics, learned position variance
-        mean = jax.vmap(lambda u: _rollout_single(u, z0, dt, wb, cfg.formulation))(u_mean)
+        mean = jax.vmap(lambda u: rollout_single(u, z0, dt, wb, cfg.formulation))(u_mean)
         t = jnp.arange(1, T + 1, dtype=dtype)[:, None]
         pos_cov = _cov_from_raw(raw[..., 2:4], raw[..., 4], hyper["speed_scale"] * dt * t)
         return logits, mean, pos_cov + floor, u_mean, u_cov
     mean, cov = jax.vmap(
-        lambda m, c: _propagate_single(m, c, z0, dt, wb, cfg.formulation, cfg.method)
+        lambda m, c: propagate_single(m, c, z0, dt, wb, cfg.formulation, cfg.method)
     )(u_mean, u_cov)
     return logits, mean, cov + floor, u_mean, u_cov
 
@@ -222,15 +213,16 @@ def _forward(params, X, speed, hyper, cfg):
 
 
 def _loss_one(params, x, speed, y, hyper, cfg):
+    """Training loss of one agent (``y`` (T, 2) in the agent frame); see the class doc."""
     logits, mean, cov, _, _ = _forward_one(params, x, speed, hyper, cfg)
     T = cfg.horizon
-    logp = jax.nn.log_softmax(logits)
-    lp = _gauss2_logpdf(y[None], mean, cov)  # (K, T)
-    if cfg.loss == "wta":  # MTR: CE(mode) + NLL of the positive (min-ADE) mode
+    mixture = step_mixture(jax.nn.softmax(logits), mean, cov)  # batch (T,), K modes
+    if cfg.loss == "wta":  # CE(mode) + NLL of the positive (min-ADE) mode
+        lp = mixture.component_log_prob(y)  # (T, K)
         ade = jnp.linalg.norm(jax.lax.stop_gradient(mean) - y[None], axis=-1).mean(-1)
         h = jnp.argmin(ade)
-        return -logp[h] - lp[h].sum() / T
-    return -jax.nn.logsumexp(logp + lp.sum(-1)) / T  # full per-trajectory mixture NLL
+        return -jax.nn.log_softmax(logits)[h] - lp[:, h].sum() / T
+    return -trajectory_log_prob(mixture, y) / T  # full per-trajectory mixture NLL
 
 
 def _make_optimizer(learning_rate):
@@ -326,14 +318,14 @@ def _sample_core(params, X, speed, hyper, key, *, cfg, n_samples):
         L = jnp.linalg.cholesky(cov[idx, modes])
         return mean[idx, modes] + jnp.einsum("nstij,nstj->nsti", L, eps)
     # kinematic: sample the controls and integrate (temporally coherent samples)
-    root = _psd_sqrt(u_cov[idx, modes])
+    root = psd_sqrt(u_cov[idx, modes])
     u = u_mean[idx, modes] + jnp.einsum("nstij,nstj->nsti", root, eps)
     dtype = X.dtype
     wb = None if cfg.curvature else hyper["wheelbase"]
 
     def roll(u1, s):
         z0 = jnp.stack([jnp.zeros((), dtype), jnp.zeros((), dtype), jnp.zeros((), dtype), s])
-        return _rollout_single(u1, z0, hyper["dt"], wb, cfg.formulation)
+        return rollout_single(u1, z0, hyper["dt"], wb, cfg.formulation)
 
     return jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(u, speed)
 
@@ -355,21 +347,29 @@ class KinematicGMMForecaster(MixprocEstimator):
     heading along +x, both derived from the history) and outputs ``n_modes`` mode logits
     and, per mode and future step, a Gaussian over the controls of ``formulation``.
     :func:`gmm.kinematics.propagate` integrates them into per-step position Gaussians
-    (Zheng et al., 2024, with the corrected variance propagation of the note, section 4),
-    to which a floor ``min_std**2 * I`` is added (note section 12). Baselines:
+    (Zheng et al., 2024). The paper's printed recursions add standard deviations over
+    time; under its own assumption of controls independent over time, variances add, and
+    that corrected propagation is the default (``method="exact"``; ``"paper"`` keeps the
+    printed one). A floor ``min_std**2 * I`` is added to every position covariance: the
+    first steps of the acceleration and bicycle formulations have (near-)zero propagated
+    variance, which would make the likelihood infinite. Baselines:
     ``formulation="position"`` predicts position Gaussians directly (MultiPath-style, no
     kinematics); ``variance="learned"`` rolls the control *means* out deterministically
-    and learns the position covariance freely (Deep Kinematic Models-style).
+    and learns the position covariance freely (Deep Kinematic Models-style, Cui et al.,
+    2020).
 
-    Training minimises, with Adam,
+    Training minimises, with Adam, the winner-takes-all loss of MTR (Shi et al., 2022),
 
     .. math::
 
         \\text{wta:}\\quad -\\log p_h - \\frac1T\\sum_t \\log N(y_t; \\mu_{h,t},
         \\Sigma_{h,t}),\\quad h = \\arg\\min_k \\text{ADE}_k \\;(\\text{stop-gradient}),
 
-    (MTR, note section 7) or ``loss="mixture"``:
+    or ``loss="mixture"``:
     :math:`-\\frac1T \\log\\sum_k p_k \\prod_t N(y_t; \\mu_{k,t}, \\Sigma_{k,t})`.
+    Both are evaluated with :class:`mixtures.distributions.GaussianMixture` (Cholesky
+    factors of the full 2x2 covariances, so strongly correlated integrated covariances
+    need no correlation clipping).
 
     Parameters
     ----------
@@ -397,7 +397,8 @@ class KinematicGMMForecaster(MixprocEstimator):
     loss : {"wta", "mixture"}
     min_std : float, default=0.1
         Position standard-deviation floor (m).
-    random_state : None or int
+    random_state : None, int, numpy.random.RandomState or numpy.random.Generator
+        Seeds the weight initialisation and the minibatch order.
     verbose : int, default=0
         ``>0`` shows a tqdm progress bar over epochs.
 
@@ -417,8 +418,17 @@ class KinematicGMMForecaster(MixprocEstimator):
 
     References
     ----------
-    L. Zheng et al., "Deep Stochastic Kinematic Models for Probabilistic Motion
-    Forecasting in Traffic", IROS 2024, arXiv:2406.01431.
+    L. Zheng, S. Son, J. Liang, X. Wang, B. Clipp, M. C. Lin, "Deep Stochastic Kinematic
+    Models for Probabilistic Motion Forecasting in Traffic", IROS 2024, arXiv:2406.01431.
+
+    S. Shi, L. Jiang, D. Dai, B. Schiele, "Motion Transformer with Global Intention
+    Localization and Local Movement Refinement" (MTR), NeurIPS 2022.
+
+    H. Cui et al., "Deep Kinematic Models for Kinematically Feasible Vehicle Trajectory
+    Predictions" (DKM), ICRA 2020, arXiv:1908.00219.
+
+    Y. Chai, B. Sapp, M. Bansal, D. Anguelov, "MultiPath: Multiple Probabilistic Anchor
+    Trajectory Hypotheses for Behavior Prediction", CoRL 2019.
 
     Examples
     --------
@@ -430,6 +440,23 @@ class KinematicGMMForecaster(MixprocEstimator):
     >>> modes.shape, probs.shape
     ((3, 2, 8, 2), (3, 2))
     """
+
+    _parameter_constraints = {
+        "n_modes": [Interval(Integral, 1, None, closed="left")],
+        "formulation": [StrOptions({*FORMULATIONS, "position"})],
+        "method": [StrOptions(set(METHODS))],
+        "variance": [StrOptions({"propagated", "learned"})],
+        "dt": [Interval(Real, 0, None, closed="neither")],
+        "wheelbase": [None, Interval(Real, 0, None, closed="neither")],
+        "hidden_sizes": ["array-like"],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "loss": [StrOptions({"wta", "mixture"})],
+        "min_std": [Interval(Real, 0, None, closed="neither")],
+        "random_state": RANDOM_STATE,
+        "verbose": ["verbose"],
+    }
 
     def __init__(
         self,
@@ -467,33 +494,20 @@ class KinematicGMMForecaster(MixprocEstimator):
     # -- validation ------------------------------------------------------------------
 
     def _check_params(self):
-        def choice(name, options):
+        """What ``_parameter_constraints`` cannot express: finiteness (an open-ended
+        ``Interval`` admits ``inf``) and the entries of ``hidden_sizes``."""
+        for name in ("dt", "learning_rate", "min_std", "wheelbase"):
             val = getattr(self, name)
-            if val not in options:
-                raise ValueError(f"{name} must be one of {list(options)}; got {val!r}.")
-
-        choice("formulation", (*FORMULATIONS, "position"))
-        choice("method", METHODS)
-        choice("variance", ("propagated", "learned"))
-        choice("loss", ("wta", "mixture"))
-        for name in ("n_modes", "epochs", "batch_size"):
-            val = getattr(self, name)
-            if not isinstance(val, int | np.integer) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"{name} must be a positive int; got {val!r}.")
-        for name in ("dt", "learning_rate", "min_std"):
-            val = getattr(self, name)
-            if not np.isscalar(val) or not np.isfinite(val) or val <= 0:
-                raise ValueError(f"{name} must be a positive finite float; got {val!r}.")
-        if self.wheelbase is not None and not (
-            np.isscalar(self.wheelbase) and np.isfinite(self.wheelbase) and self.wheelbase > 0
+            if val is not None and not np.isfinite(val):
+                raise ValueError(f"{name} must be a finite positive number; got {val!r}.")
+        hs = np.asarray(self.hidden_sizes, dtype=object)
+        if hs.ndim != 1 or not all(
+            isinstance(h, Integral) and not isinstance(h, bool) and h > 0 for h in hs
         ):
             raise ValueError(
-                f"wheelbase must be None (curvature form) or a positive float; "
-                f"got {self.wheelbase!r}."
+                "hidden_sizes must be a sequence of positive ints (one per hidden layer); "
+                f"got {self.hidden_sizes!r}. Pass e.g. hidden_sizes=(128, 128)."
             )
-        hs = tuple(self.hidden_sizes)
-        if not all(isinstance(h, int | np.integer) and h > 0 for h in hs):
-            raise ValueError(f"hidden_sizes must be positive ints; got {self.hidden_sizes!r}.")
 
     def _check_history(self, history, *, reset):
         history = self._validate_X(history, reset=reset, allow_nd=True, ensure_min_features=2)
@@ -542,6 +556,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         -------
         self
         """
+        self._validate_params()
         self._check_params()
         history = self._check_history(history, reset=True)
         future = check_array(
@@ -642,26 +657,20 @@ class KinematicGMMForecaster(MixprocEstimator):
         probs, means, _ = self.predict_gaussians(history)
         return means, probs
 
-    def predictive_distribution(self, history):
-        """Per-step predictive mixture over positions as a NumPyro distribution.
+    def predictive_distribution(self, history) -> GaussianMixture:
+        """Per-step predictive mixture over world-frame positions.
 
         Returns
         -------
-        numpyro.distributions.MixtureSameFamily
-            Batch shape (N, T), event shape (2,): for each agent and step a mixture of
-            K bivariate normals with the mode probabilities as weights.
+        mixtures.distributions.GaussianMixture
+            Batch shape (N, T), ``n_modes`` full-covariance components, event shape
+            (2,): for each agent and step a mixture of K bivariate normals with the mode
+            probabilities as weights (float64). Its ``log_prob`` of the true positions is
+            what :meth:`score` averages.
         """
-        import numpyro.distributions as dist
-
         probs, means, covs = self.predict_gaussians(history)
-        T = means.shape[2]
-        tril = np.linalg.cholesky(np.swapaxes(covs, 1, 2))  # NumPy: no eager JAX compile
         with x64_scope():
-            mix = dist.Categorical(probs=jnp.asarray(np.repeat(probs[:, None], T, axis=1)))
-            comp = dist.MultivariateNormal(
-                loc=jnp.asarray(np.swapaxes(means, 1, 2)), scale_tril=jnp.asarray(tril)
-            )
-            return dist.MixtureSameFamily(mix, comp)
+            return step_mixture(jnp.asarray(probs), jnp.asarray(means), jnp.asarray(covs))
 
     def score(self, history, future):
         """Mean per-step log-likelihood of ``future`` under the predictive mixture (nats)."""
@@ -672,8 +681,9 @@ class KinematicGMMForecaster(MixprocEstimator):
         """Sample trajectories (N, n_samples, T, 2) in the world frame.
 
         A mode is drawn from the mode probabilities; for propagated kinematic variances
-        the controls are sampled and integrated (temporally coherent samples, note
-        section 9); otherwise per-step positions are sampled independently.
+        the controls are sampled and integrated, so the samples are temporally coherent
+        (kinematically feasible paths); otherwise per-step positions are sampled
+        independently.
         """
         p0, R, speed, x, _, _, _ = self._predict_agent(history)
         cfg = self._cfg(self.horizon_)

@@ -1,4 +1,4 @@
-"""GCD baselines: semi-supervised k-means and Brent class-number estimation (note, 8.1)."""
+"""GCD baselines: semi-supervised k-means and Brent class-number estimation (Vaze et al., 2022)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def _seed_centres(X, y, n_clusters, rng):
 
 
 def ss_kmeans(X, y, n_clusters, *, n_init=10, max_iter=100, tol=1e-4, rng=None, init=None):
-    """GCD semi-supervised k-means (note, 8.1); NumPy.
+    """Semi-supervised k-means of GCD (Vaze et al., 2022); NumPy.
 
     Labelled samples stay in their class cluster; unlabelled ones go to the nearest centre;
     each centre becomes the mean of its members. The lowest-inertia iterate of each run and
@@ -100,7 +100,7 @@ def ss_kmeans(X, y, n_clusters, *, n_init=10, max_iter=100, tol=1e-4, rng=None, 
 
 
 class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
-    """Semi-supervised k-means of GCD (Vaze et al., CVPR 2022; note, section 8.1).
+    """Semi-supervised k-means of GCD (Vaze, Han, Vedaldi & Zisserman, CVPR 2022).
 
     Parameters
     ----------
@@ -117,8 +117,7 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
         ``"gcd"``: the seeding above. An array: start from these centres (as
         ``sklearn.cluster.KMeans(init=array)``). Starting from the true class means of a
         benchmark gives the fixed point of the search nearest the true partition, the
-        reference that tells a search failure from a model preference (BENCHMARKS.md,
-        gmm diagnosis 6).
+        reference that tells a search failure from a model preference.
 
     Attributes
     ----------
@@ -223,7 +222,7 @@ def estimate_n_clusters(
     random_state: int = 0,
     return_scores: bool = False,
 ):
-    """GCD class-number estimation (note, section 8.1): maximise the labelled accuracy.
+    """GCD class-number estimation (Vaze et al., 2022): maximise the labelled accuracy.
 
     ``f(K)`` is the v2 Hungarian accuracy, *on the labelled samples only*, of plain
     ``sklearn.cluster.KMeans(K)`` run on all samples; ``K`` is found by a bounded Brent

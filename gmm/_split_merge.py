@@ -1,8 +1,10 @@
-"""Split/merge rounds with NIW Hastings ratios and corrected bookkeeping (note, 5-6).
+"""Split/merge rounds with NIW Hastings ratios and corrected bookkeeping.
 
-Runs on the host in NumPy (K changes from round to round); the NIW evidence itself is a
-jitted, padded kernel (:func:`mixtures.niw.niw_log_evidence`). Differences from the released
-GPC code, all deliberate (note, section 6):
+The moves of GPC (Zhao, Wen & Han, 2023), whose released code takes the proposals and the
+Hastings ratios of DeepDPM (Ronen et al., 2022) after Chang & Fisher (2013). Runs on the
+host in NumPy (K changes from round to round); the NIW evidence itself is a jitted, padded
+kernel (:func:`mixtures.niw.niw_log_evidence`). Differences from the released GPC code, all
+deliberate:
 
 - a split *replaces* its parent by its two children and a merge *replaces* both parts by
   their union, so K can both grow and shrink;
@@ -16,9 +18,8 @@ GPC code, all deliberate (note, section 6):
   ``f`` (its few labelled samples are then moved to the class child): the labelled
   samples are a random subset of their class (GCD's split), so a child that is part of
   the class holds about ``f`` of them (binomial), and cutting through them would only
-  fragment a known class (on UMAP MNIST, without this rule, Old accuracy fell from 0.98
-  to 0.4 with K-hat 21, because the Gaussian evidence favours splitting the non-Gaussian
-  UMAP classes). Symmetrically, an unlabelled component whose cell (nearest mean, labels
+  fragment a known class (the Gaussian evidence favours splitting a non-Gaussian class).
+  Symmetrically, an unlabelled component whose cell (nearest mean, labels
   not clamped) holds labelled samples of its nearest known class at a rate of at least
   ``f / 4`` is part of that class and is merged into it whatever the evidence.
 """
@@ -203,7 +204,7 @@ def split_merge_round(
     bookkeeping: str = "corrected",
     rng=None,
 ) -> RoundResult:
-    """One split round followed by one merge round (note, sections 5-6, corrected).
+    """One split round followed by one merge round (GPC's moves, corrected bookkeeping).
 
     Parameters
     ----------
@@ -225,8 +226,8 @@ def split_merge_round(
     merge_neighbors : int
         Each component is tested against its ``merge_neighbors`` nearest components.
     bookkeeping : {"corrected", "released"}, default="corrected"
-        ``"released"`` reproduces the released GPC code's bookkeeping (note, section 6,
-        bugs 1, 2 and 4 in effect): components holding labelled samples never split or merge;
+        ``"released"`` reproduces the released GPC code's bookkeeping: components holding
+        labelled samples never split or merge;
         every other component is tested against its single nearest candidate (a pair may
         be tested twice and a component may join several merges); an accepted merge
         *keeps* both parts and *appends* their unweighted midpoint, so

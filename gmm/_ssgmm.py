@@ -1,4 +1,4 @@
-"""Semi-supervised Gaussian mixture with NIW split/merge (GPC, Zhao, Wen & Han, ICCV 2023)."""
+"""Semi-supervised Gaussian mixture with NIW split/merge (GPC; Zhao, Wen & Han, ICCV 2023)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,20 @@ from mixtures.base import (
     MixprocEstimator,
     check_finite_result,
     random_state_to_generator,
+    random_state_to_key,
     validate_semi_labels,
     x64_scope,
 )
+from mixtures.bayesian_gmm import fit_mixture_nuts, fit_mixture_svi
+from mixtures.diagnostics import check_convergence
 from mixtures.em import (
     GaussianMixtureParams,
+    check_initial_parameters,
     covariances_from_full,
     fit_em_blocks,
     log_joint_blocks,
     make_mesh,
+    maximum_likelihood_prior,
     to_blocks,
 )
 from mixtures.niw import (
@@ -62,71 +67,72 @@ def _project_cov(cov, covariance_type):
 
 
 class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
-    """Semi-supervised GMM with NIW-MAP soft EM and split/merge moves on K.
+    """Semi-supervised GMM with NIW-MAP EM and split/merge moves on K (GPC).
 
-    Soft EM on a Gaussian mixture whose labelled samples have their responsibilities
-    clamped to their class's component (one component per known class), with the NIW
-    MAP M-step of the note (section 4). Between EM phases, split/merge rounds propose
-    2-means sub-cluster splits and nearest-neighbour merges, accepted with the NIW
-    marginal-likelihood Hastings ratios (note, eq. of section 5.1)
+    Generalised category discovery (Vaze et al., 2022) with the semi-supervised Gaussian
+    mixture of GPC (Zhao, Wen & Han, 2023): a mixture whose labelled samples have their
+    responsibilities clamped to their class's component (one component per known class),
+    fitted by EM with the NIW MAP M-step (:func:`mixtures.em.fit_em`,
+    :func:`mixtures.niw.niw_map`). Between EM phases, split/merge rounds propose 2-means
+    sub-cluster splits and nearest-neighbour merges, accepted with the NIW
+    marginal-likelihood Hastings ratios of the sub-cluster DP sampler (Chang & Fisher,
+    2013; Ronen et al., 2022, which GPC's released code copies)
 
     .. math::
 
         \\log H_s = \\log\\alpha + \\ln\\Gamma(N_1) + \\log f(X_1) + \\ln\\Gamma(N_2)
         + \\log f(X_2) - \\ln\\Gamma(N) - \\log f(X), \\qquad \\log H_m = -\\log H_s,
 
-    under the ``"mh"`` rule (accept with probability ``min(1, H)``, DeepDPM) or the
-    ``"gpc"`` rule (accept if ``H > 1``, otherwise with fixed probability ``p_fixed``).
-    Bookkeeping is the corrected one (a split replaces its parent, a merge replaces both
-    parts, one move per component per round), so K can grow and shrink from any start.
+    under the ``"mh"`` rule (accept with probability ``min(1, H)``, as DeepDPM) or the
+    ``"gpc"`` rule of GPC's released code (accept if ``H > 1``, otherwise with the fixed
+    probability ``p_fixed``). The bookkeeping is corrected (a split replaces its parent, a
+    merge replaces both parts, one move per component per round), so K can grow and shrink
+    from any start; ``bookkeeping="released"`` reproduces the released code's.
 
     Parameters
     ----------
     n_components : int or None, default=None
         Number of components (the starting K when ``split_merge=True``). ``None`` starts
-        from ``max(4 L, L + 1, 2)`` for ``L`` known classes, the middle of the
-        ``2-6 |Y_l|`` range the note recommends (section 6): the search then mostly
-        merges, and on ImageNet-50 and digits searches that start above K end at
-        partitions of higher DP-NIW log posterior (``history_["log_posterior"]``) than
-        searches that grow from below (BENCHMARKS.md).
+        from ``max(4 L, L + 1, 2)`` for ``L`` known classes (inside the 2-6 ``L`` range of
+        starts for which the corrected search is designed), or from ``len(means_init)``.
     covariance_type : {"full", "diag", "spherical"}, default="full"
     assignment : {"soft", "hard"}, default="soft"
-        ``"soft"``: clamped soft EM with NIW-MAP updates between split/merge rounds (note
-        3.3). ``"hard"``: the E-step of the released GPC code (note 3.2): semi-supervised
-        k-means warm-started from the current means (nearest centre, labelled samples
-        clamped), with weights and NIW-MAP covariances computed from the hard clusters and
-        used only by the split/merge evidence; ``predict`` is then the nearest centre.
-        On overlapping, non-Gaussian classes with few samples per class (ImageNet-50 MoCo
-        features: about 50 per class in 32-d) the isotropic equal-weight rule is the more
-        accurate classifier, because 32-d full covariances from ~50 samples are noisy.
+        ``"soft"``: clamped soft EM with NIW-MAP updates between split/merge rounds.
+        ``"hard"``: the E-step of GPC's released code: semi-supervised k-means
+        warm-started from the current means (nearest centre, labelled samples clamped), with
+        weights and NIW-MAP covariances computed from the hard clusters and used only by
+        the split/merge evidence; ``predict`` is then the nearest centre. The isotropic,
+        equal-weight rule is the more robust classifier when classes have few samples in
+        many dimensions (noisy full covariances).
     split_merge : bool, default=True
     max_rounds : int, default=10
         Split/merge rounds (stops early after two rounds without an accepted move).
     acceptance : {"mh", "gpc"}, default="mh"
     split_alpha : float, default=1.0
         The concentration ``alpha`` of the Hastings ratios (GPC: 1, DeepDPM: 10).
-    p_fixed : float, default=0.1
+    p_fixed : float in [0, 1], default=0.1
         Acceptance probability of the ``"gpc"`` rule when ``H <= 1``.
     min_split_size : int, default=5
-        No split when the parent or a child has at most this many samples.
+        No split when the parent or a child has at most this many samples (GPC's gate).
     merge_neighbors : int, default=1
         Number of nearest components tested for a merge (GPC: 1, DeepDPM: 3).
     bookkeeping : {"corrected", "released"}, default="corrected"
-        ``"corrected"``: the note's corrected bookkeeping (section 6), a split replaces
-        its parent and a merge replaces both parts, so K grows and shrinks.
-        ``"released"``: the released GPC code's bookkeeping, kept to reproduce its
-        behaviour. Labelled components never split or merge, and an accepted merge keeps
-        both parts and appends their unweighted midpoint, so K only grows (a component
-        left empty by the EM phase is still dropped). From ``K0 = |Y_l|`` it never moves
-        (:func:`gmm._split_merge.split_merge_round`).
-    prior : None, "empirical_bayes", dict or NIWPrior, default=None
+        ``"corrected"``: a split replaces its parent and a merge replaces both parts, so K
+        grows and shrinks. ``"released"``: the bookkeeping of GPC's released code, kept to
+        reproduce its behaviour. Labelled components never split or merge, and an accepted
+        merge keeps both parts and appends their unweighted midpoint, so K only grows (a
+        component left empty by the EM phase is still dropped); from ``K0 = L`` it never
+        moves.
+    prior : None, "empirical_bayes", "maximum_likelihood", dict or NIWPrior, default=None
         ``None`` uses :func:`mixtures.niw.default_prior` (GPC's values scaled to the data);
         ``"empirical_bayes"`` fits the scale of ``Psi0`` to the labelled classes by
-        maximising their NIW evidence (:func:`mixtures.niw.empirical_bayes_prior`; needs two or
-        more labelled classes; a dict with ``kind="empirical_bayes"`` passes its other keys
-        to it); any other dict is passed to :func:`~mixtures.niw.default_prior` as keyword
-        arguments (``kind``, ``psi_scale``, ``kappa``, ``nu``); a
-        :class:`~mixtures.niw.NIWPrior` is used as given.
+        maximising their NIW evidence (:func:`mixtures.niw.empirical_bayes_prior`; needs two
+        or more labelled classes; a dict with ``kind="empirical_bayes"`` passes its other
+        keys to it); ``"maximum_likelihood"`` drops the prior (plain EM, as
+        :class:`mixtures.GaussianMixtureModel`; needs ``split_merge=False``); any other
+        dict is passed to :func:`mixtures.niw.default_prior` as keyword arguments
+        (``kind``, ``psi_scale``, ``kappa``, ``nu``); a :class:`mixtures.NIWPrior` is used
+        as given.
     reg_covar : float, default=1e-6
     n_init : int, default=1
         Initialisations (semi-supervised k-means++) of the first EM phase; the best
@@ -135,7 +141,25 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         EM iterations per phase.
     tol : float, default=1e-3
         Convergence threshold on the change of the mean log-likelihood.
-    random_state : int, Generator or None
+    weights_init, means_init, precisions_init : array-like, default=None
+        Starting parameters as in :class:`sklearn.mixture.GaussianMixture` (they replace
+        those of the semi-supervised k-means start).
+    inference : {"em", "nuts", "svi"}, default="em"
+        ``"nuts"`` / ``"svi"``: after the EM (and split/merge) phase, sample the Bayesian
+        mixture at the fitted K with NUTS or fit it by SVI, labelled samples clamped to
+        their class (:mod:`mixtures.bayesian_gmm`, the model of
+        :class:`mixtures.GaussianMixtureModel`), starting from the EM solution; the point
+        attributes become posterior means and ``score_samples`` / ``predict_proba`` the
+        posterior predictive.
+    weight_concentration_prior : float, default=1.0
+        Dirichlet concentration of the weights (NUTS/SVI).
+    num_warmup, num_samples, num_chains : int, default=500, 500, 2
+        NUTS settings.
+    num_steps, learning_rate : int, float, default=2000, 1e-2
+        SVI settings (Adam).
+    num_draws : int, default=200
+        Posterior draws kept for prediction.
+    random_state : None, int, numpy RandomState or Generator, default=None
     verbose : int, default=0
 
     Attributes
@@ -150,19 +174,29 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         ``"n_components"``, ``"log_likelihood"``, ``"n_splits"``, ``"n_merges"`` and
         ``"log_posterior"`` per round (entry 0 is the initial EM phase).
         ``"log_posterior"`` is the DP-NIW log posterior of the round's hard partition
-        (:func:`gmm.log_partition_posterior`), whose differences are the Hastings ratios:
-        a rise means the model prefers the new partition. It need not rise every round,
-        because the EM phase after the moves reassigns samples by likelihood (``"soft"``)
-        or nearest mean (``"hard"``), not by this objective.
+        (:func:`mixtures.log_partition_posterior`), whose differences are the Hastings
+        ratios: a rise means the model prefers the new partition. It need not rise every
+        round, because the EM phase after the moves reassigns samples by likelihood
+        (``"soft"``) or nearest mean (``"hard"``), not by this objective (NaN under
+        ``prior="maximum_likelihood"``).
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
     prior_ : NIWPrior
+    inference_data_ : arviz.InferenceData or None
+        Posterior draws with the ``log_likelihood`` and ``observed_data`` groups (NUTS, SVI).
+    posterior_samples_ : dict of str to ndarray or None
+        The draws used for prediction.
 
     References
     ----------
     B. Zhao, X. Wen, K. Han. Learning semi-supervised Gaussian mixture models for
     generalized category discovery. ICCV 2023.
+    S. Vaze, K. Han, A. Vedaldi, A. Zisserman. Generalized category discovery. CVPR 2022.
+    J. Chang, J. W. Fisher III. Parallel sampling of DP mixture models using sub-cluster
+    splits. NeurIPS 2013.
+    M. Ronen, S. E. Finder, O. Freifeld. DeepDPM: deep clustering with an unknown number of
+    clusters. CVPR 2022.
 
     Examples
     --------
@@ -194,6 +228,17 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         n_init=1,
         max_iter=100,
         tol=1e-3,
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        inference="em",
+        weight_concentration_prior=1.0,
+        num_warmup=500,
+        num_samples=500,
+        num_chains=2,
+        num_steps=2000,
+        learning_rate=1e-2,
+        num_draws=200,
         random_state=None,
         verbose=0,
     ):
@@ -213,7 +258,18 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
         self.random_state = random_state
+        self.inference = inference
+        self.weight_concentration_prior = weight_concentration_prior
+        self.num_warmup = num_warmup
+        self.num_samples = num_samples
+        self.num_chains = num_chains
+        self.num_steps = num_steps
+        self.learning_rate = learning_rate
+        self.num_draws = num_draws
         self.verbose = verbose
 
     _parameter_constraints = {
@@ -228,12 +284,23 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         "min_split_size": [Interval(numbers.Integral, 0, None, closed="left")],
         "merge_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
         "bookkeeping": [StrOptions({"corrected", "released"})],
-        "prior": [None, StrOptions({"empirical_bayes"}), dict, NIWPrior],
+        "prior": [None, StrOptions({"empirical_bayes", "maximum_likelihood"}), dict, NIWPrior],
         "reg_covar": [Interval(numbers.Real, 0.0, None, closed="left")],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
         "random_state": RANDOM_STATE,
+        "inference": [StrOptions({"em", "nuts", "svi"})],
+        "weight_concentration_prior": [Interval(numbers.Real, 0.0, None, closed="neither")],
+        "num_warmup": [Interval(numbers.Integral, 1, None, closed="left")],
+        "num_samples": [Interval(numbers.Integral, 1, None, closed="left")],
+        "num_chains": [Interval(numbers.Integral, 1, None, closed="left")],
+        "num_steps": [Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0.0, None, closed="neither")],
+        "num_draws": [Interval(numbers.Integral, 1, None, closed="left")],
         "verbose": ["verbose"],
     }
 
@@ -241,6 +308,8 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
     def _make_prior(self, X, y) -> NIWPrior:
         if self.prior is None:
             return default_prior(X)
+        if isinstance(self.prior, str) and self.prior == "maximum_likelihood":
+            return maximum_likelihood_prior(X.shape[1])
         if isinstance(self.prior, str) and self.prior == "empirical_bayes":
             return empirical_bayes_prior(X, y)
         if isinstance(self.prior, dict) and self.prior.get("kind") == "empirical_bayes":
@@ -257,7 +326,8 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
 
     def _run_hard(self, ctx, means, rng):
         """GPC's E-step: SS-k-means warm-started at ``means``; NIW-MAP Gaussians of the
-        hard clusters (note 3.2). Empty components above the known ids are dropped."""
+        hard clusters (GPC's released E-step). Empty components above the known ids are
+        dropped."""
         X, y, prior = ctx["X"], ctx["y"], ctx["prior"]
         n_fixed = ctx["n_fixed"]
         k = means.shape[0]
@@ -281,7 +351,9 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         k = means.shape[0]
         kb = _bucket_k(k)
         pad = kb - k
-        fallback = np.asarray(prior.psi) / (prior.nu + d + 2) + self.reg_covar * np.eye(d)
+        denom = prior.nu + d + 2  # 0 without a prior: padding gets the identity
+        fallback = np.asarray(prior.psi) / denom if denom > 0 else np.eye(d)
+        fallback = fallback + self.reg_covar * np.eye(d)
         w0 = np.r_[weights, np.zeros(pad)]
         m0 = np.concatenate([means, np.broadcast_to(prior.mean, (pad, d))])
         c0 = np.concatenate([covs, np.broadcast_to(fallback, (pad, d, d))])
@@ -331,6 +403,8 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
     def _score(self, ctx, w, m, c):
         """Hard partition of a state and its DP-NIW log posterior."""
         labels = self._hard_labels(ctx["X"], ctx["y"], w, m, c)
+        if self.prior == "maximum_likelihood":  # no proper NIW prior, no evidence
+            return labels, float("nan")
         lp = log_partition_posterior(ctx["X"], labels, ctx["prior"], float(self.split_alpha))
         return labels, lp
 
@@ -401,6 +475,11 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
                 f"n_components must be in [1, n_samples={n}] or None; got {self.n_components}. "
                 "Pass more samples or fewer components."
             )
+        if self.prior == "maximum_likelihood" and self.split_merge:
+            raise ValueError(
+                "prior='maximum_likelihood' has no NIW evidence, which the split/merge moves "
+                "need; pass split_merge=False, or a proper prior (None, 'empirical_bayes')."
+            )
         y = validate_semi_labels(y, n, self.n_components)
         known = np.unique(y[y >= 0])
         n_fixed = int(known.max()) + 1 if known.size else 0
@@ -409,7 +488,9 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
                 f"labels up to {n_fixed - 1} need {n_fixed} components but there are only "
                 f"{n} samples. Re-encode the known classes as 0..L-1."
             )
-        if self.n_components is None:
+        if self.n_components is None and self.means_init is not None:
+            k0 = int(np.shape(self.means_init)[0])
+        elif self.n_components is None:
             k0 = max(4 * known.size, n_fixed + 1, 2)
         else:
             k0 = int(self.n_components)
@@ -427,13 +508,20 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         protected = np.zeros(k0, dtype=bool)
         protected[known] = True
 
+        w_init, m_init, c_init = check_initial_parameters(
+            self.weights_init, self.means_init, self.precisions_init, n_components=k0,
+            n_features=d, covariance_type=self.covariance_type,
+        )  # fmt: skip
         best = None
         for _ in range(int(self.n_init)):
-            _, labels, _, _ = ss_kmeans(Xc, y, k0, n_init=1, max_iter=20, rng=rng)
-            st = cluster_stats(Xc, labels, k0)
-            m, c = map_gaussian(st, prior, self.reg_covar)
-            c = _project_cov(c, self.covariance_type)
-            w = (st.n + 1e-10) / (st.n + 1e-10).sum()
+            if w_init is None or m_init is None or c_init is None:
+                _, labels, _, _ = ss_kmeans(Xc, y, k0, n_init=1, max_iter=20, rng=rng)
+                st = cluster_stats(Xc, labels, k0)
+                m, c = map_gaussian(st, prior, self.reg_covar)
+                w = (st.n + 1e-10) / (st.n + 1e-10).sum()
+            w = w if w_init is None else w_init
+            m = m if m_init is None else m_init - offset
+            c = _project_cov(c if c_init is None else c_init, self.covariance_type)
             out = self._run_em(ctx, w, m, c, rng)
             if best is None or out[3] > best[3]:
                 best = out
@@ -459,11 +547,52 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         c = _project_cov(c, self.covariance_type)
         self.covariances_ = np.array(covariances_from_full(c, self.covariance_type))
         self.labels_ = labels  # the hard partition scored last (history_["log_posterior"])
+        self.inference_data_ = None
+        self.posterior_samples_ = None
         self.history_ = history
         self.lower_bound_ = lb
         self.n_iter_ = n_iter
         self.converged_ = conv
+        if self.inference != "em":
+            self._fit_bayesian(X, y, n_fixed)
         return self
+
+    def _fit_bayesian(self, X, y, n_known):
+        """NUTS / SVI on the shared Bayesian mixture at the fitted K, from the EM solution."""
+        settings = dict(
+            y=y, n_known=n_known, covariance_type=self.covariance_type,
+            concentration=self.weight_concentration_prior, num_draws=self.num_draws,
+            key=random_state_to_key(random_state_to_generator(self.random_state)),
+            verbose=self.verbose,
+        )  # fmt: skip
+        with x64_scope():
+            start = GaussianMixtureParams(
+                *(jnp.asarray(a) for a in (self.weights_, self.means_, self.covariances_))
+            )
+            if self.inference == "nuts":
+                fit = fit_mixture_nuts(
+                    X, start, num_warmup=self.num_warmup, num_samples=self.num_samples,
+                    num_chains=self.num_chains, **settings,
+                )  # fmt: skip
+                check_convergence(fit.inference_data, var_names=["weights", "means"])
+            else:
+                fit = fit_mixture_svi(
+                    X, start, num_steps=self.num_steps, learning_rate=self.learning_rate,
+                    **settings,
+                )  # fmt: skip
+        self.inference_data_ = fit.inference_data
+        self.posterior_samples_ = fit.draws
+        self.converged_ = fit.converged
+        self.weights_ = fit.draws["weights"].mean(0)
+        self.means_ = fit.draws["means"].mean(0)
+        self.covariances_ = fit.draws["covariances"].mean(0)
+        free = np.argmax(self.predict_proba(X), axis=1)
+        self.labels_ = np.where(y >= 0, y, free)
+
+    def _mixture_draws(self):
+        if getattr(self, "posterior_samples_", None) is None:
+            return super()._mixture_draws()
+        return self.posterior_samples_
 
     # ------------------------------------------------------------------ inference
     # score_samples, score, predict_proba, bic, aic and sample come from MixtureMixin.

@@ -1,14 +1,16 @@
 """Kinematic bicycle model and Gaussian propagation of stochastic controls.
 
-Implements the kinematic priors of Zheng et al. (2024), "Deep Stochastic Kinematic
-Models for Probabilistic Motion Forecasting in Traffic": per-step Gaussian controls are
+Implements the kinematic priors of Zheng et al. (2024): per-step Gaussian controls are
 integrated with an explicit-Euler kinematic model into per-step position Gaussians.
 
-The paper's printed variance recursions sum *standard deviations* (and, for the
-speed-heading model, signed ones with a wrong :math:`1/\\sqrt{2}` factor). Under the
-paper's own assumption of controls independent over time this is wrong, so the default
-``method="exact"`` propagates (co)variances properly; ``method="paper"`` keeps the printed
-formulas for ablations only.
+The paper's printed variance recursions sum *standard deviations*,
+:math:`\\sigma_{t+1} = \\sigma_t + \\sigma_u\\Delta t`; the printed speed-heading recursion
+sums signed ones and gives the product of two independent standard normals the variance
+:math:`1/\\sqrt{2}` instead of 1. Under the paper's own assumption of controls independent
+over time, variances add instead, so the default ``method="exact"`` propagates
+(co)variances (exactly for the linear formulations, to first order with full
+cross-covariances otherwise); ``method="paper"`` keeps the printed formulas for ablations
+only.
 
 Conventions
 -----------
@@ -34,7 +36,22 @@ Formulations (the two control channels of ``control_mean[..., t, :]``)
 For ``"accel_steering"``, ``wheelbase=L`` means the second control is the steering angle
 :math:`\\delta` (:math:`\\dot\\theta = v \\tan\\delta / L`); ``wheelbase=None`` means it is
 the curvature :math:`\\kappa` (:math:`\\dot\\theta = v\\kappa`), which is linear in the
-control and avoids the ``tan`` blow-up.
+control and avoids the ``tan`` blow-up. The formulations are the paper's formulations 1
+(velocity), 2 (acceleration), 3 (speed and heading) and 4 (acceleration and steering of
+the kinematic bicycle).
+
+The unvalidated single-trajectory cores live in :mod:`gmm._kinematics_core`; this module
+validates, broadcasts batch dimensions and compiles them.
+
+References
+----------
+L. Zheng, S. Son, J. Liang, X. Wang, B. Clipp, M. C. Lin, "Deep Stochastic Kinematic
+Models for Probabilistic Motion Forecasting in Traffic", IROS 2024, arXiv:2406.01431.
+
+J. Kong, M. Pfeiffer, G. Schildbach, F. Borrelli, "Kinematic and dynamic vehicle models
+for autonomous driving control design", IEEE Intelligent Vehicles Symposium, 2015.
+
+R. Rajamani, "Vehicle Dynamics and Control", 2nd ed., Springer, 2012.
 """
 
 from __future__ import annotations
@@ -46,6 +63,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from gmm._kinematics_core import propagate_single, psd_sqrt, rollout_single
 
 __all__ = [
     "FORMULATIONS",
@@ -169,8 +188,10 @@ def bicycle_step(state, control, *, dt, wheelbase=None):
         x' = x + v\\cos\\theta\\,\\Delta t,\\quad y' = y + v\\sin\\theta\\,\\Delta t,\\quad
         \\theta' = \\theta + v\\,\\frac{\\tan\\delta}{L}\\,\\Delta t,\\quad v' = v + a\\,\\Delta t
 
-    (note section 2 / 4.4). With ``wheelbase=None`` the second control is the curvature
-    :math:`\\kappa` and :math:`\\tan\\delta / L` is replaced by :math:`\\kappa`.
+    the rear-axle kinematic bicycle without slip (Rajamani, 2012; Kong et al., 2015),
+    discretised with explicit Euler as in Zheng et al. (2024). With ``wheelbase=None`` the
+    second control is the curvature :math:`\\kappa` and :math:`\\tan\\delta / L` is replaced
+    by :math:`\\kappa`.
 
     Parameters
     ----------
@@ -203,65 +224,6 @@ def bicycle_step(state, control, *, dt, wheelbase=None):
     )
 
 
-def _rollout_single(controls, state0, dt, wheelbase, formulation):
-    """Deterministic positions (T, 2) for one trajectory (controls (T, 2), state0 (4,))."""
-    p0 = state0[:2]
-    if formulation == "velocity":
-        return p0 + dt * jnp.cumsum(controls, axis=0)
-    if formulation == "acceleration":
-        v0 = state0[3] * jnp.stack([jnp.cos(state0[2]), jnp.sin(state0[2])])
-        vel = v0 + dt * jnp.concatenate(
-            [jnp.zeros((1, 2), controls.dtype), jnp.cumsum(controls[:-1], axis=0)], axis=0
-        )  # v_t for t = 0..T-1
-        return p0 + dt * jnp.cumsum(vel, axis=0)
-    if formulation == "speed_heading":
-        s, th = controls[:, 0], controls[:, 1]
-        inc = dt * jnp.stack([s * jnp.cos(th), s * jnp.sin(th)], axis=-1)
-        return p0 + jnp.cumsum(inc, axis=0)
-
-    # accel_steering: explicit Euler of the bicycle is a chain of cumulative sums
-    kappa = controls[:, 1] if wheelbase is None else jnp.tan(controls[:, 1]) / wheelbase
-    _, _, _, pos = _bicycle_mean(controls[:, 0], kappa, state0, dt)
-    return pos
-
-
-def _cumsum(x, *, strict=False):
-    """Cumulative sum along axis 0 as one matmul with a triangular 0/1 matrix.
-
-    ``strict=True`` gives the exclusive sum ``out[t] = sum_{s<t} x[s]``. On CPU,
-    ``jnp.cumsum`` lowers to a log-depth associative scan of many small ops; for the short
-    horizons here (T <= a few hundred) a (T, T) matmul is several times faster, forward
-    and backward.
-    """
-    T = x.shape[0]
-    tri = jnp.asarray(np.tril(np.ones((T, T)), -1 if strict else 0), x.dtype)
-    return jnp.tensordot(tri, x, axes=(1, 0))
-
-
-def _excl_cumsum(x):
-    """Exclusive cumulative sum along axis 0: out[t] = sum_{s<t} x[s]."""
-    return _cumsum(x, strict=True)
-
-
-def _bicycle_mean(a, kappa, state0, dt):
-    """Euler rollout of the bicycle as cumulative sums (no sequential scan).
-
-    .. math::
-
-        v_t = v_0 + \\Delta t\\sum_{s<t} a_s,\\quad
-        \\theta_t = \\theta_0 + \\Delta t\\sum_{s<t} v_s\\kappa_s,\\quad
-        p_{t+1} = p_0 + \\Delta t\\sum_{s\\le t} v_s(\\cos\\theta_s, \\sin\\theta_s)
-
-    Returns speeds and headings at steps 0..T-1 and the unit heading vectors (T, 2), and
-    the positions (T, 2) at steps 1..T.
-    """
-    v = state0[3] + dt * _excl_cumsum(a)
-    th = state0[2] + dt * _excl_cumsum(v * kappa)
-    e = jnp.stack([jnp.cos(th), jnp.sin(th)], axis=-1)
-    pos = state0[:2] + dt * _cumsum(v[:, None] * e)
-    return v, th, e, pos
-
-
 def _batched(fn, batch, *arrays_and_ndims):
     """Broadcast leading batch dims, vmap ``fn`` over them, restore the batch shape."""
     flat = []
@@ -282,7 +244,7 @@ def _rollout_core(controls, initial_state, dt, wheelbase, *, formulation, curvat
     batch = jnp.broadcast_shapes(controls.shape[:-2], initial_state.shape[:-1])
     wb = None if curvature else wheelbase
     return _batched(
-        lambda c, s: _rollout_single(c, s, dt, wb, formulation),
+        lambda c, s: rollout_single(c, s, dt, wb, formulation),
         batch,
         (controls, 2),
         (initial_state, 1),
@@ -332,239 +294,12 @@ def rollout(controls, initial_state, *, dt, formulation="accel_steering", wheelb
     )
 
 
-# ------------------------------------------------------------------------- Gaussian parts
-
-
-def _lag_weights(T: int, dtype):
-    """W[t, tau] = max(t - 1 - tau, 0) for rows t = 1..T and columns tau = 0..T-1 (4.2)."""
-    t = np.arange(1, T + 1)[:, None]
-    tau = np.arange(T)[None, :]
-    return jnp.asarray(np.maximum(t - 1 - tau, 0), dtype=dtype)
-
-
-def _polar_moments(mu_r, mu_th, var_r, var_th, cov_rth):
-    """Exact mean and covariance of ``r (cos th, sin th)`` for jointly Gaussian (r, th).
-
-    Uses the tilted characteristic function
-    :math:`E[f(r)e^{ik\\theta}] = e^{ik\\mu_\\theta - k^2\\sigma_\\theta^2/2}\\,
-    E f(\\tilde r)`, :math:`\\tilde r\\sim N(\\mu_r + ik\\sigma_{r\\theta}, \\sigma_r^2)`
-    (note section 4.3, generalised to correlated r and theta).
-    """
-    phi1 = jnp.exp(-0.5 * var_th) * (jnp.cos(mu_th) + 1j * jnp.sin(mu_th))
-    phi2 = jnp.exp(-2.0 * var_th) * (jnp.cos(2 * mu_th) + 1j * jnp.sin(2 * mu_th))
-    ew = (mu_r + 1j * cov_rth) * phi1  # E[r e^{i th}]
-    ew2 = ((mu_r + 2j * cov_rth) ** 2 + var_r) * phi2  # E[r^2 e^{2i th}]
-    er2 = mu_r**2 + var_r  # E|W|^2
-    mean = jnp.stack([ew.real, ew.imag], axis=-1)
-    vxx = 0.5 * (er2 + ew2.real) - ew.real**2
-    vyy = 0.5 * (er2 - ew2.real) - ew.imag**2
-    vxy = 0.5 * ew2.imag - ew.real * ew.imag
-    cov = jnp.stack([jnp.stack([vxx, vxy], -1), jnp.stack([vxy, vyy], -1)], -2)
-    return mean, cov, ew, phi1
-
-
-def _propagate_single(mu_u, cov_u, z0, dt, wheelbase, formulation, method):
-    """Position moments (T, 2), (T, 2, 2) for one trajectory."""
-    T = mu_u.shape[0]
-    dtype = mu_u.dtype
-    p0 = z0[:2]
-    std_u = jnp.sqrt(jnp.clip(jnp.diagonal(cov_u, axis1=-2, axis2=-1), 0.0))  # (T, 2)
-
-    if formulation == "velocity":
-        mean = p0 + dt * jnp.cumsum(mu_u, axis=0)
-        if method == "paper":  # printed: sigma_{t+1} = sigma_t + sigma_v dt (std sum)
-            sd = dt * jnp.cumsum(std_u, axis=0)
-            return mean, jax.vmap(jnp.diag)(sd**2)
-        return mean, dt**2 * jnp.cumsum(cov_u, axis=0)  # note eq. 4.1
-
-    if formulation == "acceleration":
-        W = _lag_weights(T, dtype)
-        v0 = z0[3] * jnp.stack([jnp.cos(z0[2]), jnp.sin(z0[2])])
-        steps = jnp.arange(1, T + 1, dtype=dtype)[:, None]
-        mean = p0 + steps * dt * v0 + dt**2 * (W @ mu_u)  # note eq. 4.2
-        if method == "paper":  # printed: std sums for v, then for x (weights t-1-tau)
-            sd = dt**2 * (W @ std_u)
-            return mean, jax.vmap(jnp.diag)(sd**2)
-        return mean, dt**4 * jnp.einsum("tk,kij->tij", W**2, cov_u)
-
-    if formulation == "speed_heading":
-        mu_s, mu_th = mu_u[:, 0], mu_u[:, 1]
-        vs, vth, cst = cov_u[:, 0, 0], cov_u[:, 1, 1], cov_u[:, 0, 1]
-        c, s = jnp.cos(mu_th), jnp.sin(mu_th)
-        if method == "moment":
-            inc_mean, inc_cov, _, _ = _polar_moments(mu_s, mu_th, vs, vth, cst)
-            return p0 + dt * jnp.cumsum(inc_mean, 0), dt**2 * jnp.cumsum(inc_cov, 0)
-        inc_mean = jnp.stack([mu_s * c, mu_s * s], -1)
-        mean = p0 + dt * jnp.cumsum(inc_mean, axis=0)
-        if method == "paper":  # printed signed std sums with the 1/sqrt(2) factor
-            ss, sth = std_u[:, 0], std_u[:, 1]
-            r2 = 1.0 / jnp.sqrt(2.0)
-            dsx = dt * (-mu_s * sth * s + ss * c - r2 * ss * sth * s)
-            dsy = dt * (mu_s * sth * c + ss * s + r2 * ss * sth * c)
-            sx, sy = jnp.cumsum(dsx), jnp.cumsum(dsy)
-            return mean, jax.vmap(jnp.diag)(jnp.stack([sx**2, sy**2], -1))
-        # exact: first-order Jacobian per increment, F = I (note 4.3)
-        G = dt * jnp.stack(
-            [jnp.stack([c, -mu_s * s], -1), jnp.stack([s, mu_s * c], -1)], -2
-        )  # (T, 2, 2)
-        inc_cov = jnp.einsum("tij,tjk,tlk->til", G, cov_u, G)
-        return mean, jnp.cumsum(inc_cov, axis=0)
-
-    # accel_steering -------------------------------------------------------------------
-    curvature = wheelbase is None
-
-    def kappa_lin(mu_d):
-        """Curvature mean and d kappa / d control at the control mean."""
-        if curvature:
-            return mu_d, jnp.ones_like(mu_d)
-        return jnp.tan(mu_d) / wheelbase, 1.0 / (jnp.cos(mu_d) ** 2 * wheelbase)
-
-    if method == "paper":
-        return _paper_accel_steering(mu_u, std_u, z0, dt, kappa_lin)
-
-    if method == "exact":
-        return _jacobian_accel_steering(mu_u, cov_u, z0, dt, kappa_lin)
-
-    # moment: assumed-density filter with exact sin/cos moments (lax.scan)
-
-    def step(carry, inp):
-        mz, Sz = carry
-        mu, Su = inp
-        th_v = Sz[2, 3]
-        kap, dkap = kappa_lin(mu[1])
-        var_k = dkap**2 * Su[1, 1]  # linearised tan (exact in curvature form)
-        cov_ak = dkap * Su[0, 1]
-        mth, mv = mz[2], mz[3]
-        vth, vv = Sz[2, 2], Sz[3, 3]
-        w_mean, w_cov, ew, phi1 = _polar_moments(mv, mth, vv, vth, th_v)
-        # Stein: Cov(z_j, v e^{i th}) = S_{j,th} E[i v e^{i th}] + S_{j,v} E[e^{i th}]
-        cz_w = Sz[:, 2] * (1j * ew) + Sz[:, 3] * phi1  # (4,) complex
-        cz = jnp.stack(
-            [cz_w.real, cz_w.imag, Sz[:, 3] * kap, jnp.zeros_like(mth) * Sz[:, 0]], -1
-        )  # Cov(z, h), h = (Re W, Im W, v kappa, a)
-        cov_w_v = cz_w[3]
-        var_p = (mv**2 + vv) * (kap**2 + var_k) - mv**2 * kap**2
-        H = jnp.zeros((4, 4), dtype)
-        H = H.at[:2, :2].set(w_cov)
-        H = H.at[0, 2].set(kap * cov_w_v.real).at[2, 0].set(kap * cov_w_v.real)
-        H = H.at[1, 2].set(kap * cov_w_v.imag).at[2, 1].set(kap * cov_w_v.imag)
-        H = H.at[2, 2].set(var_p)
-        H = H.at[2, 3].set(mv * cov_ak).at[3, 2].set(mv * cov_ak)
-        H = H.at[3, 3].set(Su[0, 0])
-        h_mean = jnp.stack([w_mean[0], w_mean[1], mv * kap, mu[0]])
-        mz1 = mz + dt * h_mean
-        Sz1 = Sz + dt * (cz + cz.T) + dt**2 * H
-        return (mz1, Sz1), (mz1[:2], Sz1[:2, :2])
-
-    carry0 = (z0, jnp.zeros((4, 4), dtype))
-    _, (mean, cov) = lax.scan(step, carry0, (mu_u, cov_u))
-    return mean, cov
-
-
-def _jacobian_accel_steering(mu_u, cov_u, z0, dt, kappa_lin):
-    """First-order (EKF) propagation for (a, delta) in O(T) cumulative sums (note 4.4).
-
-    The EKF recursion :math:`\\Sigma^z_{t+1} = F_t\\Sigma^z_t F_t^\\top + G_t\\Sigma^u_t
-    G_t^\\top` (:math:`\\Sigma^z_0 = 0`, Jacobians at the mean trajectory) equals
-    :math:`\\Sigma^p_t = \\sum_{\\tau<t} J_{t\\tau}\\Sigma^u_\\tau J_{t\\tau}^\\top`, with
-    :math:`J_{t\\tau} = \\partial p_t/\\partial u_\\tau` the chain-rule Jacobian of the
-    Euler rollout (so all cross-covariances are kept). With :math:`e_s = (\\cos\\theta_s,
-    \\sin\\theta_s)`, :math:`w_s = v_s(-\\sin\\theta_s, \\cos\\theta_s)`,
-    :math:`g_s = v_s\\kappa'(\\delta_s)`, prefix sums :math:`\\hat E_t = \\sum_{s<t} e_s`,
-    :math:`\\hat W_t = \\sum_{s<t} w_s`, :math:`\\hat V_t = \\sum_{s<t} w_s K_s`,
-    :math:`K_s = \\sum_{r<s}\\kappa_r`, the columns of :math:`J` are separable,
-
-    .. math::
-
-        \\frac{\\partial p_t}{\\partial a_\\tau} = P_t - P_{\\tau+1}
-        - \\Delta t^3 K_{\\tau+1}(\\hat W_t - \\hat W_{\\tau+1}),\\quad
-        \\frac{\\partial p_t}{\\partial \\delta_\\tau} = \\Delta t^2 g_\\tau
-        (\\hat W_t - \\hat W_{\\tau+1}),\\quad
-        P_t = \\Delta t^2\\hat E_t + \\Delta t^3\\hat V_t,
-
-    i.e. :math:`J_{t\\tau,c} = \\lambda_c P_t + \\mu_{c\\tau}\\hat W_t + N_{c\\tau}`, so the
-    quadratic form over :math:`\\tau<t` is a handful of prefix sums of per-:math:`\\tau`
-    moments: no sequential scan and no (T, T) array.
-    """
-    # Few, wide prefix sums (each one (T, T) matmul): on CPU the backward pass costs
-    # per call, not per column.
-    kap, dkap = kappa_lin(mu_u[:, 1])
-    ex = _excl_cumsum(jnp.stack([mu_u[:, 0], kap], axis=-1))
-    v = z0[3] + dt * ex[:, 0]
-    k_excl = ex[:, 1]
-    k_inc = k_excl + kap
-    th = z0[2] + dt * _excl_cumsum(v * kap)
-    e = jnp.stack([jnp.cos(th), jnp.sin(th)], axis=-1)
-    w = v[:, None] * jnp.stack([-e[:, 1], e[:, 0]], axis=-1)
-    sums = _cumsum(jnp.concatenate([v[:, None] * e, e, w, w * k_excl[:, None]], axis=-1))
-    mean = z0[:2] + dt * sums[:, 0:2]
-    e_hat, w_hat, v_hat = sums[:, 2:4], sums[:, 4:6], sums[:, 6:8]  # index i: t = i + 1
-    P = dt**2 * e_hat + dt**3 * v_hat  # (T, 2): P_{i+1}
-    mu_a = -(dt**3) * k_inc  # coefficient of W_t in d p_t / d a_tau
-    n_a = -P + dt**3 * k_inc[:, None] * w_hat  # (T, 2)
-    mu_d = dt**2 * v * dkap
-    n_d = -mu_d[:, None] * w_hat
-    saa, sad, sdd = cov_u[:, 0, 0], cov_u[:, 0, 1], cov_u[:, 1, 1]
-
-    def outer(x, y):
-        return (x[:, :, None] * y[:, None, :]).reshape(len(x), 4)
-
-    q_a = saa[:, None] * n_a + sad[:, None] * n_d  # sum_c' sigma_{a c'} N_c'
-    q_d = sad[:, None] * n_a + sdd[:, None] * n_d
-    moments = jnp.concatenate(
-        [
-            saa[:, None],
-            (saa * mu_a + sad * mu_d)[:, None],
-            (saa * mu_a**2 + 2 * sad * mu_a * mu_d + sdd * mu_d**2)[:, None],
-            q_a,
-            mu_a[:, None] * q_a + mu_d[:, None] * q_d,
-            outer(n_a, q_a) + outer(n_d, q_d),
-        ],
-        axis=-1,
-    )
-    cm = _cumsum(moments)
-    c1, c2, c3 = cm[:, 0, None], cm[:, 1, None], cm[:, 2, None]
-    c4, c5, c6 = cm[:, 3:5], cm[:, 5:7], cm[:, 7:11]
-    W = w_hat
-    pw = outer(P, W)
-    cov = (
-        c1 * outer(P, P)
-        + c2 * (pw + outer(W, P))
-        + c3 * outer(W, W)
-        + outer(P, c4)
-        + outer(c4, P)
-        + outer(W, c5)
-        + outer(c5, W)
-        + c6
-    ).reshape(-1, 2, 2)
-    return mean, 0.5 * (cov + jnp.swapaxes(cov, 1, 2))
-
-
-def _paper_accel_steering(mu_u, std_u, z0, dt, kappa_lin):
-    """Paper-style (std-sum) reconstruction for (a, delta); note section 3, F4 [derived].
-
-    No printed formula exists; this applies the printed std-sum rules: sigma_v accumulates
-    sigma_a dt, sigma_theta accumulates dt (|kappa| sigma_v + v |dkappa| sigma_delta), and
-    the positions follow the printed speed-heading (F3) recursion with s := v_t,
-    theta := theta_t. Every recursion is a cumulative sum (no sequential scan).
-    """
-    kap, dkap = kappa_lin(mu_u[:, 1])
-    v, _, e, mean = _bicycle_mean(mu_u[:, 0], kap, z0, dt)
-    c, s = e[:, 0], e[:, 1]
-    sv = dt * _excl_cumsum(std_u[:, 0])
-    sth = dt * _excl_cumsum(jnp.abs(kap) * sv + jnp.abs(v * dkap) * std_u[:, 1])
-    r2 = 1.0 / jnp.sqrt(2.0)
-    sx = dt * _cumsum(-v * sth * s + sv * c - r2 * sv * sth * s)
-    sy = dt * _cumsum(v * sth * c + sv * s + r2 * sv * sth * c)
-    return mean, jax.vmap(jnp.diag)(jnp.stack([sx**2, sy**2], -1))
-
-
 @partial(jax.jit, static_argnames=("formulation", "method", "curvature"))
 def _propagate_core(mu_u, cov_u, z0, dt, wheelbase, *, formulation, method, curvature):
     batch = jnp.broadcast_shapes(mu_u.shape[:-2], cov_u.shape[:-3], z0.shape[:-1])
     wb = None if curvature else wheelbase
     return _batched(
-        lambda m, c, z: _propagate_single(m, c, z, dt, wb, formulation, method),
+        lambda m, c, z: propagate_single(m, c, z, dt, wb, formulation, method),
         batch,
         (mu_u, 2),
         (cov_u, 3),
@@ -585,8 +320,9 @@ def propagate(
     """Propagate per-step Gaussian controls to per-step position Gaussians.
 
     Controls are independent over time, :math:`u_t \\sim N(\\mu^u_t, \\Sigma^u_t)`, and the
-    initial state is known. For the linear formulations the result is exact
-    (note eqs. 4.1-4.2, :math:`W[t,\\tau] = \\max(t-1-\\tau, 0)`):
+    initial state is known. For the linear formulations the result is exact, with
+    :math:`W[t,\\tau] = \\max(t-1-\\tau, 0)` the lag of the acceleration control
+    :math:`\\tau` at step :math:`t`:
 
     .. math::
 
@@ -596,7 +332,7 @@ def propagate(
         \\Sigma^a_\\tau .
 
     For the heading formulations ``method="exact"`` is the first-order (EKF) propagation
-    with full cross-covariances (note section 4.4),
+    with full cross-covariances, Jacobians evaluated at the mean trajectory,
 
     .. math::
 
@@ -608,16 +344,21 @@ def propagate(
     sequential scan, as :math:`\\Sigma^p_t = \\sum_\\tau J_{t\\tau}\\Sigma^u_\\tau
     J_{t\\tau}^\\top` with the separable Euler Jacobian (a few prefix sums, O(T)).
     ``method="moment"`` matches the first two moments of
-    :math:`s(\\cos\\theta, \\sin\\theta)` exactly (note section 4.3: mean shrinks by
-    :math:`e^{-\\sigma_\\theta^2/2}`); for ``"accel_steering"`` it is an assumed-density
-    filter using the exact Gaussian moments of :math:`v e^{i\\theta}` with the state's
-    heading-speed correlation (``tan`` is still linearised when a wheelbase is given).
+    :math:`s(\\cos\\theta, \\sin\\theta)` exactly (the mean shrinks by
+    :math:`e^{-\\sigma_\\theta^2/2}`, which first order misses); for ``"accel_steering"``
+    it is an assumed-density filter using the exact Gaussian moments of
+    :math:`v e^{i\\theta}` with the state's heading-speed correlation (``tan`` is still
+    linearised when a wheelbase is given).
     For the linear formulations ``"moment"`` equals ``"exact"``.
 
-    ``method="paper"`` reproduces the printed recursions (note section 3) that sum
-    standard deviations, e.g. :math:`\\sigma_{t+1} = \\sigma_t + \\sigma_u\\Delta t`,
-    with diagonal output covariances; it is wrong under the stated independence and is
-    kept only for ablations.
+    ``method="paper"`` reproduces the paper's printed recursions, which sum standard
+    deviations, :math:`\\sigma_{t+1} = \\sigma_t + \\sigma_u\\Delta t`, per axis (diagonal
+    output covariances). Summing standard deviations is the perfectly-correlated-over-time
+    case, so under the paper's stated independence they are wrong; the printed
+    speed-heading recursion also sums signed terms and gives the product of two
+    independent standard normals the variance :math:`1/\\sqrt{2}` (it is 1). For
+    acceleration-steering no printed recursion was available; ``"paper"`` applies the
+    same std-sum rules. Kept only for ablations.
 
     Parameters
     ----------
@@ -686,28 +427,13 @@ def propagate(
 # ----------------------------------------------------------------------------- Monte Carlo
 
 
-def _psd_sqrt(cov):
-    """Symmetric square root of PSD 2x2 matrices (works for singular ones).
-
-    Closed form :math:`\\sqrt{A} = (A + \\sqrt{\\det A}\\,I) / \\sqrt{\\operatorname{tr} A +
-    2\\sqrt{\\det A}}` (zero for :math:`A = 0`); cheaper to compile than ``eigh``.
-    """
-    a, b, d = cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1]
-    s = jnp.sqrt(jnp.clip(a * d - b * b, 0.0))
-    t = jnp.sqrt(jnp.clip(a + d + 2.0 * s, 0.0))
-    ok = t > 0
-    inv = jnp.where(ok, 1.0 / jnp.where(ok, t, 1.0), 0.0)
-    eye = jnp.eye(2, dtype=cov.dtype)
-    return (cov + s[..., None, None] * eye) * inv[..., None, None]
-
-
 @partial(
     jax.jit,
     static_argnames=("formulation", "curvature", "n_samples", "batch_size"),
 )
 def _mc_core(mu_u, cov_u, z0, dt, wheelbase, key, *, formulation, curvature, n_samples, batch_size):
     wb = None if curvature else wheelbase
-    root = _psd_sqrt(cov_u)  # (T, 2, 2)
+    root = psd_sqrt(cov_u)  # (T, 2, 2)
     n_batches = n_samples // batch_size
     T = mu_u.shape[0]
 
@@ -715,7 +441,7 @@ def _mc_core(mu_u, cov_u, z0, dt, wheelbase, key, *, formulation, curvature, n_s
         s1, s2 = acc
         eps = jax.random.normal(k, (batch_size, T, 2), mu_u.dtype)
         u = mu_u + jnp.einsum("tij,ntj->nti", root, eps)
-        pos = jax.vmap(lambda c: _rollout_single(c, z0, dt, wb, formulation))(u)
+        pos = jax.vmap(lambda c: rollout_single(c, z0, dt, wb, formulation))(u)
         return (s1 + pos.sum(0), s2 + jnp.einsum("nti,ntj->tij", pos, pos)), None
 
     zeros = (jnp.zeros((T, 2), mu_u.dtype), jnp.zeros((T, 2, 2), mu_u.dtype))

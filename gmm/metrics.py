@@ -1,18 +1,23 @@
 """Trajectory-forecasting metrics: minADE/minFDE, miss rate, mixture NLL, calibration.
 
-Conventions (note section 9): ``future`` (ground truth) has shape (N, T, 2); mode
-trajectories ``modes`` have shape (N, K, T, 2); mixture weights ``weights`` (N, K) sum to
-one; per-mode per-step position covariances ``covariances`` have shape (N, K, T, 2, 2).
-Metrics on mode means use the K given modes (minADE_K); for best-of-20 on samples pass
-the samples as modes.
+Conventions: ``future`` (ground truth) has shape (N, T, 2); mode trajectories ``modes``
+have shape (N, K, T, 2); mixture weights ``weights`` (N, K) sum to one; per-mode per-step
+position covariances ``covariances`` have shape (N, K, T, 2, 2). Metrics on mode means
+use the K given modes (minADE_K); for best-of-20 on samples pass the samples as modes.
+The NLL evaluates :class:`mixtures.distributions.GaussianMixture`, the density the
+forecaster is trained on.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
-from scipy.special import logsumexp
+
+from gmm._trajectory_mixture import step_mixture, trajectory_log_prob
+from mixtures.base import x64_scope
 
 __all__ = [
     "CoverageResult",
@@ -90,8 +95,8 @@ def min_fde(future, modes, *, reduce=True):
 def miss_rate(future, modes, *, threshold=2.0):
     """Fraction of agents whose best mode endpoint misses by more than ``threshold``.
 
-    The simple miss-rate of note section 9 (minFDE > threshold, 2 m by default); WOMD's
-    speed-scaled thresholds are not implemented.
+    The simple miss rate (minFDE > threshold, 2 m by default); the speed-scaled
+    lateral/longitudinal thresholds of the Waymo Open Motion Dataset are not implemented.
 
     Examples
     --------
@@ -125,15 +130,13 @@ def _check_mixture(future, weights, means, covariances):
     return future, weights, means, covariances
 
 
-def _gauss_logpdf(x, mean, cov):
-    """log N(x; mean, cov) for 2-D, batched; raises if a covariance is not PD."""
-    L = np.linalg.cholesky(cov)  # LinAlgError for non-PD
-    d = x - mean
-    # solve L z = d for 2x2 lower-triangular L
-    z0 = d[..., 0] / L[..., 0, 0]
-    z1 = (d[..., 1] - L[..., 1, 0] * z0) / L[..., 1, 1]
-    logdet = 2 * (np.log(L[..., 0, 0]) + np.log(L[..., 1, 1]))
-    return -0.5 * (z0**2 + z1**2) - 0.5 * logdet - np.log(2 * np.pi)
+@jax.jit
+def _mixture_log_probs(future, weights, means, covariances):
+    """Per-step (N, T) and per-trajectory (N,) log-likelihoods, and the per-component
+    log densities (N, T, K), non-finite where a covariance is not positive definite."""
+    mixture = step_mixture(weights, means, covariances)
+    component = mixture.component_log_prob(future)
+    return mixture.log_prob(future), trajectory_log_prob(mixture, future), component
 
 
 def nll(future, weights, means, covariances, *, per="step"):
@@ -146,7 +149,9 @@ def nll(future, weights, means, covariances, *, per="step"):
         \\text{per trajectory:}\\quad -\\frac{1}{N}\\sum_n \\log\\sum_k p_k
         \\prod_t N(y_t; \\mu_{k,t}, \\Sigma_{k,t})
 
-    (note section 9), in nats, with the full Gaussian normaliser (log 2 pi included).
+    in nats, with the full Gaussian normaliser (log 2 pi included). The per-trajectory
+    form is the likelihood of a forecaster whose modes each hold for the whole
+    trajectory; the per-step form scores every step's marginal mixture.
 
     Parameters
     ----------
@@ -170,17 +175,14 @@ def nll(future, weights, means, covariances, *, per="step"):
     if per not in ("step", "trajectory"):
         raise ValueError(f"per must be 'step' or 'trajectory'; got {per!r}.")
     future, weights, means, covariances = _check_mixture(future, weights, means, covariances)
-    try:
-        lp = _gauss_logpdf(future[:, None], means, covariances)  # (N, K, T)
-    except np.linalg.LinAlgError as err:
-        raise ValueError(
-            "a covariance is not positive definite; add a variance floor (min_std)."
-        ) from err
-    with np.errstate(divide="ignore"):
-        logw = np.log(weights)
-    if per == "step":
-        return float(-np.mean(logsumexp(logw[..., None] + lp, axis=1)))
-    return float(-np.mean(logsumexp(logw + lp.sum(-1), axis=1)))
+    with x64_scope():
+        per_step, per_trajectory, component = _mixture_log_probs(
+            *(jnp.asarray(a) for a in (future, weights, means, covariances))
+        )
+    if not np.isfinite(np.asarray(component)).all():  # a NaN or zero Cholesky pivot
+        raise ValueError("a covariance is not positive definite; add a variance floor (min_std).")
+    lp = per_step if per == "step" else per_trajectory
+    return float(-np.mean(np.asarray(lp)))
 
 
 class CoverageResult(NamedTuple):
@@ -202,7 +204,7 @@ class CoverageResult(NamedTuple):
 
 
 def calibration_coverage(future, means, covariances, *, levels=(1.0, 2.0), steps=None):
-    """Coverage of the positive mode's 1-sigma / 2-sigma ellipses (note section 9).
+    """Coverage of the positive mode's 1-sigma / 2-sigma ellipses.
 
     The positive mode is the one with the smallest ADE to the ground truth (as in
     winner-takes-all training). For a calibrated Gaussian in 2-D,

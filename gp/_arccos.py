@@ -1,10 +1,20 @@
 """Closed-form arc-cosine NNGP / NTK recursions for dense ReLU and Erf networks.
 
 These are the infinite-width kernels of fully connected networks in NTK
-parameterisation (note section 9). They are an independent reference for the
-neural-tangents kernels (``tests/gp/test_neural_tangents_compat.py`` compares the two
-to 1e-10 in float64) and a fast kernel in their own right for the ``"mlp"`` and
+parameterisation (the arc-cosine kernel of Cho & Saul, 2009, for ReLU and Williams,
+1997, for Erf, with the NTK recursion of Jacot et al., 2018). They are an independent
+reference for the neural-tangents kernels (``tests/gp/test_neural_tangents_compat.py``
+compares the two in float64) and a kernel in their own right for the ``"mlp"`` and
 ``"resnet"`` presets with ReLU or Erf activations.
+
+References
+----------
+Y. Cho, L. K. Saul, "Kernel Methods for Deep Learning", NeurIPS 2009.
+
+C. K. I. Williams, "Computing with Infinite Networks", NeurIPS 1997.
+
+A. Jacot, F. Gabriel, C. Hongler, "Neural Tangent Kernel: Convergence and Generalization
+in Neural Networks", NeurIPS 2018.
 """
 
 from __future__ import annotations
@@ -61,7 +71,7 @@ def arccos_kernel(
     activation: str = "relu",
     architecture: str = "mlp",
 ) -> ArccosKernel:
-    r"""Closed-form NNGP kernel and NTK of a dense ReLU/Erf network (note section 9).
+    r"""Closed-form NNGP kernel and NTK of a dense ReLU/Erf network.
 
     With :math:`\sigma_w, \sigma_b` the hidden ``W_std, b_std`` and :math:`\sigma_v` the
     readout ``readout_W_std`` (no readout bias), NTK parameterisation:

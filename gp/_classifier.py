@@ -1,15 +1,21 @@
-"""Classification with scale-mixture NNGPs (note section 5).
+"""Classification with scale mixtures of NNGPs (Lee et al., ICLR 2022).
 
 ``likelihood="gaussian"``: exact regression on raw 0/1 one-hot targets with one shared
-scale (the NeurIPS experiments, note section 5a). ``likelihood="softmax"``: sparse
-variational inference with inducing points, SVGP for a constant scale and SVTP with a
-variational inverse-gamma scale shared across classes (the ICLR version, section 5b).
+scale. ``likelihood="softmax"``: sparse variational inference with inducing points,
+SVGP for a constant scale and SVTP with a variational inverse-gamma scale shared across
+classes.
+
+References
+----------
+H. Lee, E. Yun, H. Yang, J. Lee, "Scale Mixtures of Neural Network Gaussian Processes",
+ICLR 2022.
 """
 
 from __future__ import annotations
 
 import math
 from functools import partial
+from numbers import Integral, Real
 from typing import NamedTuple
 
 import jax
@@ -20,12 +26,20 @@ import scipy.stats
 from jax.scipy.linalg import cho_solve
 from jax.scipy.special import digamma, gammaln, logsumexp
 from sklearn.base import ClassifierMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 
-from gp._regressor import ScaleMixtureNNGPRegressor, _prior_kind
-from gp.kernels import kernel_diagonal, preset_kernel
-from gp.priors import resolve_prior
-from mixtures.base import MixprocEstimator, check_finite_result, random_state_to_key, x64_scope
+from gp._network import PARAMETER_CONSTRAINTS, NetworkKernel
+from gp._regressor import ScaleMixtureNNGPRegressor
+from gp.kernels import preset_kernel
+from gp.priors import prior_kind, resolve_prior
+from mixtures.base import (
+    MixprocEstimator,
+    check_finite_result,
+    random_state_to_generator,
+    random_state_to_key,
+    x64_scope,
+)
 
 __all__ = [
     "ScaleMixtureNNGPClassifier",
@@ -76,7 +90,7 @@ def sparse_conditionals(z, x, k_xx_diag, kernel, noise):
 
 
 def kl_inverse_gamma(a, b, alpha, beta):
-    r""":math:`\mathrm{KL}(\mathrm{IG}(a, b)\,\|\,\mathrm{IG}(\alpha, \beta))` (note section 5b).
+    r""":math:`\mathrm{KL}(\mathrm{IG}(a, b)\,\|\,\mathrm{IG}(\alpha, \beta))`, the SVTP scale term.
 
     .. math::
 
@@ -104,14 +118,22 @@ def _marginals(params: SVParams, a_mat, k_diag_cond):
 def svtp_loss(
     params, key, a_mat, k_diag_cond, chol_zz, y, n_train, alpha, beta, *, n_mc, student_t
 ):
-    r"""Negative ELBO per training point (note section 5b).
+    r"""Negative ELBO per training point of SVTP / SVGP (Lee et al., 2022).
 
     .. math::
 
         -\frac1B \sum_i E_q[\ln \mathrm{softmax}(f(x_i))_{y_i}] + \mathrm{KL}/N_{\mathrm{train}},
 
     with :math:`\sigma^2 \sim q = \mathrm{IG}(a, b)` drawn once per Monte-Carlo sample and
-    shared across the classes (SVTP), or fixed to 1 (SVGP, ``student_t=False``).
+    shared across the classes (SVTP), or fixed to 1 (SVGP, ``student_t=False``). With
+    :math:`q(u_c \mid \sigma^2) = \mathcal N(m_c, \sigma^2 S_c)` and
+    :math:`q(\sigma^2) = \mathrm{IG}(a, b)`,
+
+    .. math::
+
+        \mathrm{KL} = \tfrac12 \sum_c \big[\ln|K_{ZZ}| - \ln|S_c| - M
+        + \mathrm{tr}(K_{ZZ}^{-1} S_c) + \tfrac ab\, m_c^\top K_{ZZ}^{-1} m_c\big]
+        + \mathrm{KL}(\mathrm{IG}(a, b)\,\|\,\mathrm{IG}(\alpha, \beta)).
     """
     mean, var = _marginals(params, a_mat, k_diag_cond)
     k1, k2 = jax.random.split(key)
@@ -190,7 +212,7 @@ def _fit_sv_inducing(
     spec,
 ):
     """Adam on the ELBO with the inducing inputs ``params.inducing`` learned too: the
-    conditionals are recomputed from them at every step (note section 5b, trainable Z)."""
+    conditionals are recomputed from them at every step."""
     opt = optax.adam(lr)
     state = opt.init(params)
     n_train = y.shape[0]
@@ -235,25 +257,25 @@ class ScaleMixtureNNGPClassifier(ClassifierMixin, MixprocEstimator):
     ----------
     likelihood : {"gaussian", "softmax"}, default="gaussian"
         ``"gaussian"``: exact scale-mixture regression on 0/1 one-hot targets, one shared
-        :math:`\sigma^2` (note section 5a); accuracy is the argmax of the posterior mean
-        (identical for every prior). ``"softmax"``: sparse variational inference (SVGP
-        for a constant prior, SVTP for the inverse-gamma prior, note section 5b).
+        :math:`\sigma^2`; accuracy is the argmax of the posterior mean (identical for
+        every prior). ``"softmax"``: sparse variational inference (SVGP for a constant
+        prior, SVTP for the inverse-gamma prior).
     prior, kernel, architecture, depth, activation, W_std, b_std, kernel_fn, noise, \
-inference, n_samples, random_state, image_shape :
-        As in :class:`ScaleMixtureNNGPRegressor` (``kernel`` is used with the Gaussian
-        likelihood only).
+inference, n_samples, random_state, image_shape, verbose :
+        As in :class:`ScaleMixtureNNGPRegressor` (``kernel``, ``inference`` and
+        ``n_samples`` are used with the Gaussian likelihood only). ``random_state`` also
+        seeds the inducing-point initialisation and the ELBO's Monte-Carlo draws.
     n_inducing : int, default=100
         Inducing points for ``"softmax"``, initialised at class-proportional random
         training points.
     learn_inducing : bool, default=True
         Optimise the inducing inputs with the variational parameters (as in the paper's
-        code, note section 5b); ``False`` keeps them at their initial training points.
+        code); ``False`` keeps them at their initial training points.
     max_iter : int, default=500
         Full-batch Adam steps for ``"softmax"``.
     learning_rate : float, default=1e-2
     n_mc : int, default=16
         Monte-Carlo samples per training step (1000 at prediction).
-    verbose : int, default=0
 
     Attributes
     ----------
@@ -263,6 +285,11 @@ inference, n_samples, random_state, image_shape :
     losses_ : ndarray
         Negative ELBO per step (``"softmax"``).
 
+    References
+    ----------
+    H. Lee, E. Yun, H. Yang, J. Lee, "Scale Mixtures of Neural Network Gaussian
+    Processes", ICLR 2022.
+
     Examples
     --------
     >>> import numpy as np
@@ -271,6 +298,16 @@ inference, n_samples, random_state, image_shape :
     >>> ScaleMixtureNNGPClassifier(random_state=0).fit(X, y).predict([[1.0, 1.0]])
     array([1])
     """
+
+    _parameter_constraints = {
+        "likelihood": [StrOptions({"gaussian", "softmax"})],
+        **PARAMETER_CONSTRAINTS,
+        "n_inducing": [Interval(Integral, 1, None, closed="left")],
+        "learn_inducing": ["boolean"],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, np.inf, closed="neither")],
+        "n_mc": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(
         self,
@@ -343,10 +380,7 @@ inference, n_samples, random_state, image_shape :
         -------
         self
         """
-        if self.likelihood not in ("gaussian", "softmax"):
-            raise ValueError(
-                f"likelihood must be 'gaussian' or 'softmax'; got {self.likelihood!r}."
-            )
+        self._validate_params()
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
@@ -360,35 +394,45 @@ inference, n_samples, random_state, image_shape :
                 f"need samples of at least 2 classes; got 1 class ({self.classes_[0]!r})."
             )
         onehot = np.eye(len(self.classes_))[y_idx]
-        reg = self._regressor()
         if self.likelihood == "gaussian":
-            self.regressor_ = reg.fit(X, onehot)
+            self.regressor_ = self._regressor().fit(X, onehot)
             return self
         prior = resolve_prior(self.prior)
-        kind = _prior_kind(prior)
+        kind = prior_kind(prior)
         if kind == "other":
             raise ValueError(
                 "likelihood='softmax' supports Constant (SVGP) and InverseGamma (SVTP) priors; "
                 f"got {type(prior).__name__}."
             )
-        self._fit_softmax(reg, X, y_idx, onehot, prior, kind)
+        self._fit_softmax(X, y_idx, onehot, prior, kind)
         return self
 
-    def _fit_softmax(self, reg, X, y_idx, onehot, prior, kind):
-        rng = np.random.default_rng(self.random_state if isinstance(self.random_state, int) else 0)
+    def _network(self) -> NetworkKernel:
+        return NetworkKernel(
+            architecture=self.architecture,
+            depth=int(self.depth),
+            activation=self.activation,
+            W_std=float(self.W_std),
+            b_std=float(self.b_std),
+            kernel_fn=self.kernel_fn,
+            image_shape=None if self.image_shape is None else tuple(self.image_shape),
+        )
+
+    def _fit_softmax(self, X, y_idx, onehot, prior, kind):
+        rng = random_state_to_generator(self.random_state)
         n = X.shape[0]
         m = int(min(self.n_inducing, n))
-        # class-proportional initialisation (note section 5b): a stratified random subset
+        # class-proportional initialisation, as in the paper's code: a stratified random
+        # subset of the training points
         order = rng.permutation(n)
         order = order[np.argsort(y_idx[order], kind="stable")]
         idx = np.sort(order[np.linspace(0, n - 1, m).astype(int)])
-        reg.hyperparameters_ = {"W_std": float(self.W_std), "b_std": float(self.b_std)}
-        Xi = reg._inputs(X)
-        self._reg = reg
+        net = self._network()
+        Xi = net.inputs(X)
         self.inducing_points_ = Xi[idx]
         key = random_state_to_key(self.random_state)
         with x64_scope():
-            a_mat, kdc, chol = self._conditionals(Xi)
+            a_mat, kdc, chol = self._conditionals(net, Xi)
             c = onehot.shape[1]
             student_t = kind == "inverse_gamma"
             alpha = float(prior.concentration) if student_t else 1.0
@@ -413,7 +457,7 @@ inference, n_samples, random_state, image_shape :
                     init._replace(inducing=jnp.asarray(self.inducing_points_)),
                     key,
                     jnp.asarray(Xi),
-                    jnp.asarray(self._k_diag(Xi)),
+                    jnp.asarray(net.diagonal(Xi)),
                     jnp.asarray(onehot),
                     alpha,
                     beta,
@@ -451,22 +495,19 @@ inference, n_samples, random_state, image_shape :
         if student_t:
             self.scale_posterior_ = (float(np.exp(params.log_a)), float(np.exp(params.log_b)))
 
-    def _conditionals(self, Xi):
-        reg = self._reg
+    def _conditionals(self, net, Xi):
+        """:func:`sparse_conditionals` at the fitted inducing points (host kernel blocks)."""
         z = self.inducing_points_
-        k_zz = reg._k(z, None, "nngp")
+        k_zz = net.matrix(z, None, "nngp")
         m = k_zz.shape[0]
         k_zz = k_zz + self.noise * np.trace(k_zz) / m * np.eye(m)
         chol = jnp.linalg.cholesky(jnp.asarray(k_zz))
         check_finite_result("the inducing-point Cholesky factor", chol, "Increase noise.")
-        k_xz = jnp.asarray(reg._k(Xi, z, "nngp"))
-        k_xx = jnp.asarray(self._k_diag(Xi))
+        k_xz = jnp.asarray(net.matrix(Xi, z, "nngp"))
+        k_xx = jnp.asarray(net.diagonal(Xi))
         a_mat = cho_solve((chol, True), k_xz.T).T
         kdc = jnp.maximum(k_xx - jnp.sum(a_mat * k_xz, axis=1), 0.0)
         return a_mat, kdc, chol
-
-    def _k_diag(self, Xi):
-        return kernel_diagonal(self._reg._kernel_fn(), Xi)
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes).
@@ -479,9 +520,10 @@ inference, n_samples, random_state, image_shape :
         X = self._validate_X(X, reset=False)
         if self.likelihood == "gaussian":
             return self._proba_gaussian(X)
-        Xi = self._reg._inputs(X)
+        net = self._network()
+        Xi = net.inputs(X)
         with x64_scope():
-            a_mat, kdc, _ = self._conditionals(Xi)
+            a_mat, kdc, _ = self._conditionals(net, Xi)
             params = SVParams(*(jnp.asarray(p) for p in self.sv_params_[:4]))
             proba = _predict_proba_sv(
                 params, jax.random.PRNGKey(0), a_mat, kdc, n_mc=1000, student_t=self.student_t_
@@ -496,7 +538,7 @@ inference, n_samples, random_state, image_shape :
         quantiles (IG) or the nodes/draws (other priors) of the scale posterior.
         """
         reg = self.regressor_
-        mean, var = reg._latent(X, full_cov=False)
+        mean, var = reg.predict_latent(X)
         sd1 = np.sqrt(np.maximum(var, 1e-300))[:, None]  # (n, 1) unit-scale latent std
         sp = reg.scale_posterior_
         if sp.kind == "constant":
@@ -534,7 +576,7 @@ inference, n_samples, random_state, image_shape :
         """Per-point log predictive density of the labels ``y``.
 
         ``"softmax"``: :math:`\\ln p(y_i \\mid x_i)` (categorical). ``"gaussian"``: the
-        paper's per-coordinate score (note section 5a): the mean over classes of the log
+        per-coordinate score of Lee et al. (2022): the mean over classes of the log
         predictive density of the 0/1 one-hot coordinates; it is *not* a categorical NLL.
         """
         y = np.asarray(y)

@@ -1,9 +1,10 @@
-"""scikit-learn shell of scale-mixture NNGP regression (note sections 2-4, 6)."""
+"""scikit-learn shell of scale-mixture NNGP regression (Lee et al., ICLR 2022)."""
 
 from __future__ import annotations
 
 import functools
 import math
+from numbers import Integral
 
 import jax
 import jax.numpy as jnp
@@ -14,20 +15,12 @@ import scipy.linalg
 import scipy.stats
 from scipy.linalg import lapack
 from sklearn.base import RegressorMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from gp._linalg import cholesky_lower_inplace, restore_lower, zero_strict_upper
+from gp._network import PARAMETER_CONSTRAINTS, NetworkKernel
 from gp._type2 import fit_type2, training_kernel
-from gp.kernels import (
-    _cached_kernel_fn,
-    _default_batch_size,
-    _jitted,
-    _symmetric_block_size,
-    kernel_diagonal,
-    kernel_matrix,
-    preset_kernel,
-    rectangular_kernel_matrix,
-    symmetric_kernel_matrix,
-)
+from gp.kernels import kernel_matrix
 from gp.posterior import (
     GPStatistics,
     ScalePosterior,
@@ -35,20 +28,22 @@ from gp.posterior import (
     constant_posterior,
     gp_statistics,
     importance_posterior,
-    log_mixture_normal,
-    log_student_t,
     predict_latent,
     quadrature_posterior,
     student_t_log_marginal,
     student_t_posterior,
 )
-from gp.priors import BurrXII, Constant, InverseGamma, resolve_prior
-from mixtures.base import MixprocEstimator, check_finite_result, random_state_to_key, x64_scope
-from mixtures.distributions import BurrXII as _BurrXII
+from gp.priors import BurrXII, Constant, InverseGamma, prior_kind, resolve_prior
+from mixtures.base import (
+    MixprocEstimator,
+    check_finite_result,
+    random_state_to_generator,
+    random_state_to_key,
+    x64_scope,
+)
 
 __all__ = ["ScaleMixtureNNGPRegressor"]
 
-_INFERENCES = ("auto", "closed_form", "quadrature", "importance", "nuts")
 _JITTER_RETRIES = (1.0, 10.0, 100.0, 1000.0)
 
 
@@ -72,16 +67,8 @@ def _check_finite_rows(kc, what, block=1024):
         check_finite_result(what, kc[i : i + block], "Check X and the kernel hyperparameters.")
 
 
-def _prior_kind(prior) -> str:
-    if isinstance(prior, Constant):
-        return "constant"
-    if isinstance(prior, dist.InverseGamma):
-        return "inverse_gamma"
-    return "other"
-
-
 def _scale_model(quad, n_obs, prior):
-    """NumPyro model of sigma^2 given the sufficient statistics (note section 4, NUTS)."""
+    """NumPyro model of sigma^2 given the sufficient statistics Q and N (for NUTS)."""
     s2 = numpyro.sample("s2", prior)
     numpyro.factor("likelihood", -0.5 * n_obs * jnp.log(s2) - 0.5 * quad / s2)
 
@@ -106,7 +93,7 @@ def _hyper_model(architecture, depth, activation, kind, names):
         rebuild = "W_std" in names or "b_std" in names
         k = training_kernel(data, p, rebuild, architecture, depth, activation)
         stats = gp_statistics(k, y, p["noise"])
-        if kind == "inverse_gamma":  # scale marginalised: the Student-t marginal (note sec. 3)
+        if kind == "inverse_gamma":  # scale marginalised: the Student-t process marginal
             lml = student_t_log_marginal(stats, prior.concentration, prior.rate)
         elif kind == "constant":
             lml = constant_log_marginal(stats, prior.value)
@@ -185,16 +172,17 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
     r"""Regression with a scale mixture of neural-network Gaussian processes.
 
     The network's readout variance :math:`\sigma^2` gets a prior :math:`H` while the
-    hidden layers keep fixed variances (Lee et al., 2022, note section 2):
+    hidden layers keep fixed variances (Lee et al., 2022); the observation noise is
+    scaled by :math:`\sigma^2` like the signal:
 
     .. math::
 
         \sigma^2 \sim H,\qquad y \mid \sigma^2 \sim \mathcal N(0, \sigma^2 (K_{XX} + \eta I)).
 
-    With the inverse-gamma prior the posterior predictive is a Student-t process (closed
-    form, note section 3); other priors use 1-D quadrature over :math:`\ln\sigma^2`,
-    the paper's importance sampling, or NUTS (note section 4). The posterior mean is the
-    same for every prior; only the uncertainty differs.
+    With the inverse-gamma prior the model is a Student-t process and the posterior
+    predictive is closed form; other priors use Gauss-Hermite quadrature over
+    :math:`\ln\sigma^2`, the paper's importance sampling with the prior as proposal, or
+    NUTS. The posterior mean is the same for every prior; only the uncertainty differs.
 
     Parameters
     ----------
@@ -205,9 +193,9 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         :class:`gp.priors.BurrXII`, ``LogNormal``, ...).
     kernel : {"nngp", "ntk"}, default="nngp"
         ``"nngp"``: Bayesian posterior. ``"ntk"``: the infinite ensemble of networks
-        trained by gradient descent from a random readout scale (note section 6); the
-        scale is then *not* updated by the data (the Student-t keeps :math:`2\alpha`
-        degrees of freedom) and ``log_marginal_likelihood_`` is nan.
+        trained by gradient descent from a random readout scale; the scale is then *not*
+        updated by the data (the Student-t keeps :math:`2\alpha` degrees of freedom) and
+        ``log_marginal_likelihood_`` is nan.
     architecture : {"mlp", "cnn", "resnet"}, default="mlp"
         Preset network (ignored when ``kernel_fn`` is given).
     depth : int, default=2
@@ -220,8 +208,8 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         preset.
     noise : float, default=1e-3
         Relative noise/jitter :math:`\eta/(\mathrm{tr}K/n)`, scaled by :math:`\sigma^2`
-        like the signal (note section 2). Raised automatically (x10, x100, x1000) when the
-        Cholesky factorisation fails.
+        like the signal. Raised automatically (x10, x100, x1000) when the Cholesky
+        factorisation fails.
     inference : {"auto", "closed_form", "quadrature", "importance", "nuts"}, default="auto"
         ``"auto"``: closed form for constant/inverse-gamma priors, quadrature otherwise.
     optimizer : {None, "lbfgs", "adam"}, default=None
@@ -235,7 +223,8 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         NUTS draws (default 1000, after as many warm-up steps).
     normalize_y : bool, default=True
         Standardise targets with the training mean and std.
-    random_state : None, int or numpy Generator, default=None
+    random_state : None, int, numpy RandomState or Generator, default=None
+        Seeds the importance draws, NUTS and the prior draws of ``kernel="ntk"``.
     image_shape : tuple, default=None
         ``(H, W, C)`` of flattened images for ``architecture="cnn"``; default a square
         single-channel image.
@@ -265,6 +254,14 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         ``sample_hyperparameters``).
     y_mean_, y_std_ : ndarray of shape (n_outputs,)
 
+    References
+    ----------
+    H. Lee, E. Yun, H. Yang, J. Lee, "Scale Mixtures of Neural Network Gaussian
+    Processes", ICLR 2022.
+
+    C. E. Rasmussen, C. K. I. Williams, "Gaussian Processes for Machine Learning", MIT
+    Press, 2006 (Algorithm 2.1).
+
     Examples
     --------
     >>> import numpy as np
@@ -274,6 +271,14 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
     >>> reg.predict(X[:2]).shape
     (2,)
     """
+
+    _parameter_constraints = {
+        **PARAMETER_CONSTRAINTS,
+        "optimizer": [None, StrOptions({"lbfgs", "adam"})],
+        "normalize_y": ["boolean"],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "sample_hyperparameters": [None, "boolean", tuple, list],
+    }
 
     def __init__(
         self,
@@ -317,86 +322,27 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         self.sample_hyperparameters = sample_hyperparameters
 
     # ------------------------------------------------------------------ kernels
-    def _inputs(self, X):
-        if self.kernel_fn is None and self.architecture == "cnn":
-            shape = self.image_shape
-            if shape is None:
-                side = int(round(math.sqrt(X.shape[1])))
-                if side * side != X.shape[1]:
-                    raise ValueError(
-                        f"architecture='cnn' needs image_shape for {X.shape[1]} features "
-                        "(not a square image). Pass image_shape=(H, W, C)."
-                    )
-                shape = (side, side, 1)
-            if int(np.prod(shape)) != X.shape[1]:
-                raise ValueError(
-                    f"image_shape {shape} has {int(np.prod(shape))} pixels; X has "
-                    f"{X.shape[1]} features."
-                )
-            return X.reshape((X.shape[0], *shape))
-        return X
-
-    def _kernel_fn(self):
-        if self.kernel_fn is not None:
-            return self.kernel_fn
-        hp = self.hyperparameters_
-        return _cached_kernel_fn(
-            self.architecture, int(self.depth), self.activation, hp["W_std"], hp["b_std"]
+    def _network(self, hp=None) -> NetworkKernel:
+        """The kernel with ``hp["W_std"]``/``hp["b_std"]`` (default: the fitted ones)."""
+        hp = self.hyperparameters_ if hp is None else hp
+        return NetworkKernel(
+            architecture=self.architecture,
+            depth=int(self.depth),
+            activation=self.activation,
+            W_std=hp["W_std"],
+            b_std=hp["b_std"],
+            kernel_fn=self.kernel_fn,
+            image_shape=None if self.image_shape is None else tuple(self.image_shape),
         )
 
-    def _block_fn(self, get="nngp"):
-        """``(x1, x2_or_None) -> K`` for one block: the jitted preset kernel (traced
-        ``W_std``/``b_std``, so refits with other values never recompile) or the user's
-        ``kernel_fn`` jitted once per function."""
-        if self.kernel_fn is not None:
-            return _jitted(self.kernel_fn, get)
-        hp = self.hyperparameters_
-        w, b = hp["W_std"], hp["b_std"]
-        static = dict(architecture=self.architecture, depth=int(self.depth))
-        static.update(activation=self.activation, get=get)
-        return lambda x1, x2: preset_kernel(x1, x2, w, b, **static)
-
     def _k(self, x1, x2=None, get="nngp", *, out=None, device=False):
-        """Kernel matrix ``K(x1, x2)`` (``x2=None``: symmetric ``K(x1, x1)``).
-
-        One device: square tiles of one padded shape (~512 rows), only the lower ones
-        for a symmetric matrix (:func:`~gp.kernels.symmetric_kernel_matrix`), written
-        into ``out`` when given. Several devices: ``nt.batch`` shards row blocks over
-        them. ``device=True`` returns a JAX array computed in one call (accelerators).
-        """
-        n = max(x1.shape[0], 0 if x2 is None else x2.shape[0])
-        if device:
-            return self._block_fn(get)(x1, x2)
-        if jax.device_count() > 1:
-            k = kernel_matrix(self._kernel_fn(), x1, x2, get=get, batch_size=_default_batch_size(n))
-            if out is None:
-                return k
-            out[...] = k
-            return out
-        fn = self._block_fn(get)
-        bs = _symmetric_block_size(n)
-        if x2 is None:
-            return symmetric_kernel_matrix(fn, x1, block_size=bs, out=out)
-        return rectangular_kernel_matrix(fn, x1, x2, block_size=bs, out=out)
+        """Kernel matrix ``K(x1, x2)`` with the fitted hyperparameters
+        (:meth:`gp._network.NetworkKernel.matrix`)."""
+        return self._network().matrix(x1, x2, get, out=out, device=device)
 
     # ------------------------------------------------------------------ validation
-    def _check_params(self):
-        if self.kernel not in ("nngp", "ntk"):
-            raise ValueError(f"kernel must be 'nngp' or 'ntk'; got {self.kernel!r}.")
-        if self.inference not in _INFERENCES:
-            raise ValueError(f"inference must be one of {_INFERENCES}; got {self.inference!r}.")
-        if self.optimizer not in (None, "lbfgs", "adam"):
-            raise ValueError(f"optimizer must be None, 'lbfgs' or 'adam'; got {self.optimizer!r}.")
-        for name in ("W_std", "noise"):
-            v = getattr(self, name)
-            if not (np.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive float; got {v!r}.")
-        if not (np.isfinite(self.b_std) and self.b_std >= 0):
-            raise ValueError(f"b_std must be a non-negative float; got {self.b_std!r}.")
-        if self.kernel_fn is not None and not callable(self.kernel_fn):
-            raise ValueError("kernel_fn must be a neural-tangents kernel_fn (callable).")
-        prior = resolve_prior(self.prior)
-        kind = _prior_kind(prior)
+    def _resolve_inference(self, prior, kind) -> str:
+        """The inference method actually run (``"auto"`` resolved) for this prior."""
         inference = self.inference
         if inference == "auto":
             inference = "closed_form" if kind != "other" else "quadrature"
@@ -408,7 +354,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         joint = inference == "nuts" and self.sample_hyperparameters not in (None, False)
         if kind == "constant" and inference in ("quadrature", "importance", "nuts") and not joint:
             inference = "closed_form"  # a point mass has nothing to integrate
-        return prior, kind, inference
+        return inference
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y):
@@ -423,7 +369,10 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         -------
         self
         """
-        prior, kind, inference = self._check_params()
+        self._validate_params()
+        prior = resolve_prior(self.prior)
+        kind = prior_kind(prior)
+        inference = self._resolve_inference(prior, kind)
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
@@ -440,15 +389,15 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
             self.y_mean_ = np.zeros(Y.shape[1])
             self.y_std_ = np.ones(Y.shape[1])
         Yn = (Y - self.y_mean_) / self.y_std_
-        Xi = self._inputs(X)
         self.prior_ = prior
         hp = {"W_std": float(self.W_std), "b_std": float(self.b_std), "noise": float(self.noise)}
+        Xi = self._network(hp).inputs(X)
         if kind == "inverse_gamma":
             hp["alpha"] = float(prior.concentration)
             hp["beta"] = float(prior.rate)
         elif kind == "constant":
             hp["value"] = float(prior.value)
-        elif isinstance(prior, _BurrXII):
+        elif isinstance(prior, BurrXII):
             hp["c"], hp["d"] = float(prior.c), float(prior.d)
         self.hyperparameters_ = hp
         key = random_state_to_key(self.random_state)
@@ -550,6 +499,9 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         self.type2_losses_ = res.losses
         self.n_iter_ = int(res.n_iter)
 
+    def _n_samples(self, default: int) -> int:
+        return default if self.n_samples is None else int(self.n_samples)
+
     def _scale_posterior(self, stats, prior, kind, inference, key) -> ScalePosterior:
         hp = self.hyperparameters_
         if kind == "constant":
@@ -560,9 +512,9 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
                 return student_t_posterior(stats, hp["alpha"], hp["beta"])
             return quadrature_posterior(stats, prior, n_nodes=64)
         if inference == "quadrature":
-            return quadrature_posterior(stats, prior, n_nodes=int(self.n_samples or 64))
+            return quadrature_posterior(stats, prior, n_nodes=self._n_samples(64))
         if inference == "importance":
-            return importance_posterior(stats, prior, key, n_samples=int(self.n_samples or 1000))
+            return importance_posterior(stats, prior, key, n_samples=self._n_samples(1000))
         return self._nuts(stats, prior, key)
 
     def _hyper_names(self, inference):
@@ -599,7 +551,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         data = Xi if kernel_sampled else self._k(Xi, None, "nngp")
         model = _hyper_model(self.architecture, int(self.depth), self.activation, kind, names)
         centres = {k: math.log(max(hp[k], 1e-12)) for k in _HYPER_NAMES}
-        n = int(self.n_samples or 1000)
+        n = self._n_samples(1000)
         res = run_nuts(
             model,
             data,
@@ -621,7 +573,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         from mixtures.diagnostics import to_inference_data
         from mixtures.inference import run_nuts
 
-        n = int(self.n_samples or 1000)
+        n = self._n_samples(1000)
         res = run_nuts(
             _scale_model,
             stats.quad,
@@ -644,7 +596,9 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         )
 
     def _fit_ntk(self, Xi, Yn, k_xx, prior, kind, key):
-        """Trained-ensemble predictive (note section 6): scale stays at its prior."""
+        """Trained-ensemble predictive: the infinite ensemble of networks trained by
+        gradient descent (NTK regime) from a readout variance drawn from the prior, which
+        training never updates, so the scale keeps its prior (Lee et al., 2022)."""
         t_xx = self._k(Xi, None, "ntk")
         check_finite_result("the training NTK", t_xx, "Check X and the hyperparameters.")
         stats = self._factorise(t_xx, Yn, self.noise_)
@@ -662,7 +616,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
                 beta=hp["beta"],
             )
         else:
-            n = int(self.n_samples or 1000)
+            n = self._n_samples(1000)
             s2 = np.asarray(prior.sample(key, (n,)))
             sp = ScalePosterior(
                 kind="discrete",
@@ -674,35 +628,40 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         self.log_marginal_likelihood_ = float("nan")
 
     # ------------------------------------------------------------------ predict
+
+    # ------------------------------------------------------------------ predict
     def _latent(self, X, full_cov):
         """Unit-scale latent mean (m, C) and covariance ((m, m) or (m,)), standardised units."""
         self._check_is_fitted()
         X = self._validate_X(X, reset=False)
-        Xi = self._inputs(X)
+        net = self._network()
+        Xi = net.inputs(X)
         with x64_scope():
-            if full_cov:
-                k_ss = self._k(Xi, None, "nngp")
-            else:
-                k_ss = kernel_diagonal(self._kernel_fn(), Xi, get="nngp")
+            k_ss = net.matrix(Xi, None, "nngp") if full_cov else net.diagonal(Xi, "nngp")
             if self.kernel == "nngp" and not _on_host():
-                k_sx = self._k(Xi, self.X_fit_, "nngp", device=True)
+                k_sx = net.matrix(Xi, self.X_fit_, "nngp", device=True)
                 stats = GPStatistics(
                     jnp.asarray(self.chol_), jnp.asarray(self.weights_), *([0.0] * 5)
                 )
                 mean, cov = predict_latent(stats, k_sx, jnp.asarray(k_ss), full_cov=full_cov)
                 return np.asarray(mean), np.asarray(cov)
-            k_sx = self._k(Xi, self.X_fit_, "nngp")
+            k_sx = net.matrix(Xi, self.X_fit_, "nngp")
             if self.kernel == "nngp":
                 return _host_predict(self.chol_, self.weights_, k_sx, k_ss, full_cov)
             return self._latent_ntk(Xi, k_sx, k_ss, full_cov)
 
     def _latent_ntk(self, Xi, k_sx, k_ss, full_cov):
-        # Sigma_NTK = K** + A K A' - (A K_X* + K_*X A'), A = Theta_*X Theta^-1 (note section 6)
-        t_sx = self._k(Xi, self.X_fit_, "ntk")
-        L = self.ntk_chol_
-        import scipy.linalg as sl
+        r"""Trained-ensemble mean :math:`\Theta_{*X}\hat\Theta^{-1}y` and covariance
 
-        a = sl.cho_solve((L, True), t_sx.T).T
+        .. math::
+
+            \Sigma_{\mathrm{NTK}} = K_{**} + A K_{XX} A^\top - (A K_{X*} + K_{*X} A^\top),
+            \qquad A = \Theta_{*X}\hat\Theta^{-1}
+
+        (the ``nt.predict.gradient_descent_mse_ensemble`` covariance at :math:`t\to\infty`).
+        """
+        t_sx = self._k(Xi, self.X_fit_, "ntk")
+        a = scipy.linalg.cho_solve((self.ntk_chol_, True), t_sx.T).T
         mean = t_sx @ self.ntk_weights_
         akx = a @ self.k_train_train_
         if full_cov:
@@ -711,12 +670,30 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
             cov = k_ss + np.sum(akx * a, 1) - 2 * np.sum(a * k_sx, 1)
         return mean, cov
 
-    def _scale_factor_moments(self):
-        """E[sigma^2 | y] (used for predictive std / cov)."""
-        return self.scale_posterior_.mean
-
     def _to_output(self, arr):
         return arr[:, 0] if self._y_1d else arr
+
+    def predict_latent(self, X, full_cov=False):
+        r"""Prior-free latent mean and unit-scale covariance, in standardised units.
+
+        Given :math:`\sigma^2` the latent function at ``X`` is
+        :math:`\mathcal N(\mu_*, \sigma^2\Sigma_*)` in the units of
+        ``(y - y_mean_) / y_std_`` (:func:`gp.posterior.predict_latent`; the NTK ensemble's
+        mean and covariance with ``kernel="ntk"``). :meth:`predict` scales these by
+        :math:`E[\sigma^2 \mid y]` and by ``y_std_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        full_cov : bool, default=False
+            Return the full covariance instead of its diagonal.
+
+        Returns
+        -------
+        mean : ndarray of shape (n_samples, n_outputs)
+        cov : ndarray of shape (n_samples,) or (n_samples, n_samples)
+        """
+        return self._latent(X, full_cov=full_cov)
 
     def predict(self, X, return_std=False, return_cov=False):
         """Posterior predictive mean (and std / covariance of the latent function).
@@ -743,7 +720,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         y_mean = self._to_output(mean * self.y_std_ + self.y_mean_)
         if not (return_std or return_cov):
             return y_mean
-        s2 = self._scale_factor_moments()
+        s2 = self.scale_posterior_.mean  # E[sigma^2 | y]
         cov = np.maximum(cov, 0.0) if not return_cov else cov
         if return_std:
             std = np.sqrt(s2 * cov)[:, None] * self.y_std_
@@ -751,41 +728,38 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         full = (s2 * cov)[:, :, None] * self.y_std_**2
         return y_mean, (full[:, :, 0] if self._y_1d else full)
 
-    def _marginals(self, X):
-        """Standardised-unit mean (m, C) and noisy unit-scale variance (m, 1)."""
-        mean, var = self._latent(X, full_cov=False)
-        var = np.maximum(var, 0.0) + self.jitter_
-        return mean, var[:, None]
-
     def predictive_distribution(self, X):
-        """Per-point predictive distribution of noisy targets, a NumPyro distribution.
+        r"""Per-point predictive distribution of noisy targets, a NumPyro distribution.
 
-        Student-t (inverse-gamma prior), Normal (constant prior) or a mixture of normals
-        over the :math:`\\sigma^2` nodes/draws (other priors), in the units of ``y``, with
-        batch shape (n_samples,) or (n_samples, n_outputs). Observation noise is
-        :math:`\\sigma^2\\eta` as in the model.
+        Given :math:`\sigma^2` a target is :math:`\mathcal N(\mu_*, \sigma^2(\Sigma_* + \eta))`
+        (the observation noise :math:`\sigma^2\eta` as in the model); mixing over the
+        scale posterior (:meth:`gp.posterior.ScalePosterior.predictive`) gives a Normal
+        (constant prior), a :class:`~mixtures.distributions.StudentT` (inverse-gamma
+        prior) or a :class:`~mixtures.distributions.ScaleMixtureNormal` over the
+        :math:`\sigma^2` nodes/draws (other priors). In the units of ``y``, with batch
+        shape (n_samples,) or (n_samples, n_outputs). Its parameters are float64; call
+        ``log_prob`` inside :func:`mixtures.base.x64_scope` to keep that precision.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        numpyro.distributions.Distribution
         """
-        mean, var = self._marginals(X)
+        mean, var = self._latent(X, full_cov=False)
+        var = np.maximum(var, 0.0) + self.jitter_  # noisy targets, unit scale
         loc = mean * self.y_std_ + self.y_mean_
-        scale = np.sqrt(var) * self.y_std_  # unit-scale predictive std, (m, C)
-        if self._y_1d:
-            loc, scale = loc[:, 0], scale[:, 0]
-        sp = self.scale_posterior_
+        scale = np.sqrt(var)[:, None] * self.y_std_  # (m, C)
+        loc, scale = self._to_output(loc), self._to_output(scale)
         with x64_scope():
-            loc, scale = jnp.asarray(loc), jnp.asarray(scale)
-            if sp.kind == "constant":
-                return dist.Normal(loc, math.sqrt(sp.value) * scale)
-            if sp.kind == "inverse_gamma":
-                return dist.StudentT(2 * sp.alpha, loc, math.sqrt(sp.beta / sp.alpha) * scale)
-            k = sp.log_s2.size
-            comp = dist.Normal(
-                loc[..., None], jnp.exp(0.5 * jnp.asarray(sp.log_s2)) * scale[..., None]
-            )
-            logits = jnp.broadcast_to(jnp.asarray(sp.log_weights), loc.shape + (k,))
-            return dist.MixtureSameFamily(dist.Categorical(logits=logits), comp)
+            return self.scale_posterior_.predictive(jnp.asarray(loc), jnp.asarray(scale))
 
     def log_predictive_density(self, X, y):
         """Per-point log predictive density of observed targets (noise included).
+
+        ``predictive_distribution(X).log_prob(y)``, evaluated in float64.
 
         Parameters
         ----------
@@ -797,49 +771,32 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         ndarray of shape (n_samples,) or (n_samples, n_outputs)
             In the units of ``y`` (subtract ``log(y_std_)`` for standardised units).
         """
-        mean, var = self._marginals(X)
+        predictive = self.predictive_distribution(X)
         y = np.asarray(y, dtype=np.float64)
         Y = y[:, None] if y.ndim == 1 else y
-        if Y.shape != mean.shape:
+        expected = (predictive.batch_shape[0], self.y_mean_.size)
+        if Y.shape != expected:
             raise ValueError(
-                f"y must have {mean.shape[0]} rows and {mean.shape[1]} output(s) like the "
+                f"y must have {expected[0]} rows and {expected[1]} output(s) like the "
                 f"training targets; got shape {y.shape}."
             )
-        z = (Y - self.y_mean_) / self.y_std_
-        sp = self.scale_posterior_
         with x64_scope():
-            if sp.kind == "constant":
-                s2v = sp.value * var
-                lp = -0.5 * (np.log(2 * np.pi * s2v) + (z - mean) ** 2 / s2v)
-            elif sp.kind == "inverse_gamma":
-                lp = np.asarray(
-                    log_student_t(z, 2 * sp.alpha, mean, np.sqrt(sp.beta / sp.alpha * var))
-                )
-            else:
-                lp = np.asarray(
-                    log_mixture_normal(
-                        jnp.asarray(z),
-                        jnp.asarray(mean),
-                        jnp.asarray(np.broadcast_to(var, z.shape)),
-                        jnp.asarray(sp.log_s2),
-                        jnp.asarray(sp.log_weights),
-                    )
-                )
-        lp = lp - np.log(self.y_std_)
-        return self._to_output(lp)
+            return np.asarray(predictive.log_prob(jnp.asarray(self._to_output(Y))))
 
     def sample_y(self, X, n_samples=1, random_state=0):
         """Draw latent functions from the posterior (shared :math:`\\sigma^2` per draw).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_X, n_features)
+        n_samples : int, default=1
+        random_state : None, int, numpy RandomState or Generator, default=0
 
         Returns
         -------
         ndarray of shape (n_samples_X, n_samples) or (n_samples_X, n_outputs, n_samples)
         """
-        rng = (
-            np.random.default_rng(random_state)
-            if not isinstance(random_state, np.random.RandomState)
-            else random_state
-        )
+        rng = random_state_to_generator(random_state)
         mean, cov = self._latent(X, full_cov=True)
         sp = self.scale_posterior_
         if sp.kind == "constant":
@@ -857,11 +814,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         w, v = np.linalg.eigh((cov + cov.T) / 2)
         root = v * np.sqrt(np.clip(w, 0, None))
         c = mean.shape[1]
-        z = (
-            rng.standard_normal((m, c, n_samples))
-            if hasattr(rng, "standard_normal")
-            else rng.randn(m, c, n_samples)
-        )
+        z = rng.standard_normal((m, c, n_samples))
         f = mean[:, :, None] + np.einsum("ij,jcs->ics", root, z) * np.sqrt(s2)
         f = f * self.y_std_[None, :, None] + self.y_mean_[None, :, None]
         return f[:, 0, :] if self._y_1d else f

@@ -1,4 +1,4 @@
-"""Type-II maximum likelihood through the neural-tangents kernel (note section 7, ICLR).
+"""Type-II maximum likelihood through the neural-tangents kernel.
 
 Minimises :math:`-\\ln p(Y)/N` over log ``W_std``, log ``b_std``, log ``noise`` and the
 log prior parameters (``alpha``, ``beta`` of the inverse gamma, the constant ``lv``, or
@@ -7,7 +7,13 @@ use the differentiable quadrature marginal likelihood
 (:func:`gp.posterior.quadrature_log_marginal`); a generic NumPyro prior keeps its own
 parameters fixed and only the kernel and noise are fitted. Both optimisers call one
 module-level jitted value-and-gradient with only the network structure static, so refits
-never recompile.
+never recompile. The official code of Lee et al. (ICLR 2022) selects its hyperparameters
+the same way, by minimising :math:`-\\ln p(Y)/N` with Adam.
+
+References
+----------
+H. Lee, E. Yun, H. Yang, J. Lee, "Scale Mixtures of Neural Network Gaussian Processes",
+ICLR 2022.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ __all__ = [
 
 #: Box for each hyperparameter; the optimiser works on an unconstrained u with
 #: p = lo * (hi / lo) ** sigmoid(u), so it cannot run off along the W_std / beta ridge
-#: (a ReLU kernel scales like W_std^(2L), note section 2 "scale coupling").
+#: (a ReLU kernel scales like W_std^(2L), which trades off against the prior's scale).
 BOUNDS = {
     "W_std": (0.1, 10.0),
     "b_std": (1e-4, 10.0),

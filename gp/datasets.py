@@ -1,8 +1,15 @@
-"""Offline data for the scale-mixture NNGP experiments (note section 8).
+"""Offline data for the scale-mixture NNGP experiments of Lee et al. (ICLR 2022).
 
 ``make_syn_normal`` / ``make_syn_t`` reproduce the paper's synthetic regression sets
-exactly (the official generators); ``load_digits_corrupted`` is the MNIST-C / OOD
-protocol in miniature on scikit-learn's 8x8 digits.
+exactly (the generators of its official code); ``load_digits_corrupted`` is the MNIST-C /
+OOD protocol in miniature on scikit-learn's 8x8 digits.
+
+References
+----------
+H. Lee, E. Yun, H. Yang, J. Lee, "Scale Mixtures of Neural Network Gaussian Processes",
+ICLR 2022.
+
+N. Mu, J. Gilmer, "MNIST-C: A Robustness Benchmark for Computer Vision", 2019.
 """
 
 from __future__ import annotations
@@ -79,7 +86,7 @@ def split_80_10_10(X, y, seed: int = 0):
 
 
 def corrupt_images(images, corruption: str, severity: float = 1.0, seed: int = 0):
-    """Simulated MNIST-C corruptions on images in [0, 1] of shape (n, 8, 8) (note section 8).
+    """Simulated MNIST-C corruptions on images in [0, 1] of shape (n, 8, 8).
 
     ``shot_noise``: Poisson(x lam)/lam; ``impulse_noise``: salt-and-pepper on a fraction of
     pixels; ``spatter``: occluding blobs; ``glass_blur``: local pixel swaps plus a blur;
@@ -128,7 +135,8 @@ def load_digits_corrupted(
 ):
     """Digits with a corrupted test split and optional held-out classes (OOD protocol).
 
-    Pixels are scaled to [0, 1] and then normalised as (x - 0.5) / 0.5 (note section 8).
+    Pixels are scaled to [0, 1] and then normalised as (x - 0.5) / 0.5, as the paper's
+    code does for the MNIST family.
     Training keeps all ten class labels in ``classes`` but drops ``held_out_classes``;
     the test split is the rest of the data, corrupted.
 

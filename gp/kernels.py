@@ -1,4 +1,4 @@
-"""NNGP / NTK kernels with the readout variance factored out (note section 2).
+"""NNGP / NTK kernels with the readout variance factored out.
 
 Any neural-tangents ``stax`` network defines a kernel. The presets build
 ``"mlp"``, ``"cnn"`` and ``"resnet"`` networks whose readout has ``W_std = 1`` and no
@@ -8,6 +8,11 @@ bias, so the readout variance :math:`\\sigma_v^2` is left to the scale prior:
 Kernel matrices are computed in float64. Large inputs are computed in row blocks with
 ``nt.batch``, which also spreads the blocks over ``jax.devices()`` when there are
 several.
+
+References
+----------
+H. Lee, E. Yun, H. Yang, J. Lee, "Scale Mixtures of Neural Network Gaussian Processes",
+ICLR 2022.
 """
 
 from __future__ import annotations
@@ -26,9 +31,12 @@ __all__ = [
     "ARCHITECTURES",
     "ACTIVATIONS",
     "build_network",
+    "default_batch_size",
+    "jitted_kernel_fn",
     "kernel_diagonal",
     "kernel_matrix",
     "preset_kernel",
+    "preset_kernel_fn",
     "rectangular_kernel_matrix",
     "symmetric_kernel_matrix",
 ]
@@ -76,7 +84,8 @@ def build_network(
     ``"mlp"``: ``[Dense(width, W_std, b_std) -> act] * depth -> Dense(n_outputs, readout_W_std)``.
     ``"resnet"``: ``Dense -> [x + Dense(act(x))] * depth -> act -> Dense`` (dense ResNet of
     the NeurIPS experiments). ``"cnn"``: ``[Conv(width, 3x3, SAME) -> act] * depth ->
-    Flatten -> Dense`` (no pooling, note section 5a); its inputs are images of shape
+    Flatten -> Dense`` (no pooling, as in the classification experiments of Lee et al.,
+    2022); its inputs are images of shape
     (n, H, W, C). The readout has no bias; ``W_std``/``b_std`` may be traced.
 
     Examples
@@ -130,12 +139,18 @@ def preset_kernel(
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_kernel_fn(architecture, depth, activation, W_std, b_std):
+def preset_kernel_fn(
+    architecture: str, depth: int, activation: str, W_std: float, b_std: float
+) -> Callable:
+    """The analytic ``kernel_fn`` of a preset network (:func:`build_network`), cached per
+    argument tuple so that its jitted wrappers are reused across calls."""
     return build_network(architecture, depth, activation, W_std, b_std)[2]
 
 
 @functools.lru_cache(maxsize=32)
-def _jitted(kernel_fn: Callable, get: str):
+def jitted_kernel_fn(kernel_fn: Callable, get: str) -> Callable:
+    """``jax.jit`` of ``(x1, x2_or_None) -> kernel_fn(x1, x2, get)``, one per function and
+    ``get`` (cached, so repeated calls with the same ``kernel_fn`` never recompile)."""
     return jax.jit(lambda a, b: kernel_fn(a, b, get))
 
 
@@ -199,7 +214,7 @@ def kernel_matrix(
     n1, n2 = x1.shape[0], x2a.shape[0]
     n_dev = jax.device_count()
     if batch_size <= 0 or (max(n1, n2) <= batch_size and n_dev == 1):
-        return np.asarray(_jitted(kernel_fn, get)(x1, None if x2 is None else x2a))
+        return np.asarray(jitted_kernel_fn(kernel_fn, get)(x1, None if x2 is None else x2a))
     device_count = n_dev if n_dev > 1 else 0
     multiple = batch_size * max(device_count, 1)
     batched = _batched(kernel_fn, int(batch_size), device_count)
@@ -312,6 +327,7 @@ def rectangular_kernel_matrix(
     return out
 
 
-def _default_batch_size(n: int) -> int:
-    """Block size used by the estimators: whole matrix up to 4096 rows, else 2048."""
+def default_batch_size(n: int) -> int:
+    """``batch_size`` of :func:`kernel_matrix` used by the estimators on several devices:
+    the whole matrix up to 4096 rows, else 2048."""
     return 0 if n <= 4096 else 2048

@@ -1,7 +1,7 @@
 r"""Functional core: posterior of the readout scale and the scale-mixture predictive.
 
-Model (note sections 2-3, noise scaled by :math:`\sigma^2`): with
-:math:`\hat K = K_{XX} + \eta I` and :math:`Y \in \mathbb R^{n\times C}`,
+Model (Lee et al., 2022, with the observation noise scaled by :math:`\sigma^2` like the
+signal): with :math:`\hat K = K_{XX} + \eta I` and :math:`Y \in \mathbb R^{n\times C}`,
 
 .. math::
 
@@ -12,13 +12,30 @@ All :math:`\sigma^2`-dependence of the likelihood enters through
 Cholesky factor (:func:`gp_statistics`) and then only scalar work:
 
 - :class:`~gp.priors.Constant`: Gaussian (:func:`constant_posterior`);
-- inverse gamma: closed-form Student-t (:func:`student_t_posterior`, note eq. in section 3);
+- inverse gamma: the conjugate inverse-gamma posterior and a Student-t predictive
+  (:func:`student_t_posterior`);
 - any prior: Gauss-Hermite quadrature over :math:`t = \ln\sigma^2`
   (:func:`quadrature_posterior`) or the paper's prior-proposal importance sampling
   (:func:`importance_posterior`), both returning a discrete mixture over :math:`\sigma^2`.
 
+:meth:`ScalePosterior.predictive` turns any of them into the per-point predictive, a
+distribution of the common scale-mixture layer (:mod:`mixtures.distributions`): a
+Normal, a :class:`~mixtures.distributions.StudentT` or a
+:class:`~mixtures.distributions.ScaleMixtureNormal` over the discrete atoms.
+
 The jitted functions take traced continuous arguments (noise, prior parameters) so a
 grid over them never recompiles. Call them inside :func:`mixtures.base.x64_scope`.
+
+References
+----------
+H. Lee, E. Yun, H. Yang, J. Lee, "Scale Mixtures of Neural Network Gaussian Processes",
+ICLR 2022.
+
+C. E. Rasmussen, C. K. I. Williams, "Gaussian Processes for Machine Learning", MIT Press,
+2006.
+
+A. Vehtari, D. Simpson, A. Gelman, Y. Yao, J. Gabry, "Pareto Smoothed Importance
+Sampling", JMLR 25(72), 2024.
 """
 
 from __future__ import annotations
@@ -30,23 +47,30 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 import scipy.optimize
 from jax.scipy.linalg import cho_solve, solve_triangular
-from jax.scipy.special import gammaln, logsumexp
+from jax.scipy.special import logsumexp
+
+from mixtures.distributions import (
+    ScaleMixtureNormal,
+    log_gamma_ratio,
+    student_t_from_inverse_gamma,
+)
 
 __all__ = [
     "GPStatistics",
     "ScalePosterior",
+    "constant_log_marginal",
     "constant_posterior",
     "gp_statistics",
     "importance_posterior",
     "kish_ess",
-    "log_mixture_normal",
-    "log_student_t",
     "pareto_khat",
     "predict_latent",
     "quadrature_log_marginal",
     "quadrature_posterior",
+    "student_t_log_marginal",
     "student_t_posterior",
 ]
 
@@ -114,6 +138,31 @@ class ScalePosterior(NamedTuple):
             return float(self.beta / (self.alpha - 1)) if self.alpha > 1 else float("inf")
         return float(np.sum(np.exp(self.log_weights + self.log_s2)))
 
+    def predictive(self, loc, scale) -> dist.Distribution:
+        r"""The scale mixture of :math:`\mathcal N(\mathrm{loc}, \sigma^2\,\mathrm{scale}^2)`
+        over this posterior of :math:`\sigma^2`.
+
+        .. math::
+
+            p(x \mid Y) = \int \mathcal N(x;\, \mu, \sigma^2 s^2)\, p(\sigma^2 \mid Y)\,
+            d\sigma^2
+
+        A ``numpyro.distributions.Normal`` for a point mass, the closed-form Student-t
+        :math:`t_{2\alpha}(\mu, s\sqrt{\beta/\alpha})` for an inverse-gamma posterior
+        (:func:`~mixtures.distributions.student_t_from_inverse_gamma`), and a finite
+        mixture over the atoms :math:`e^{t_k}` with weights :math:`\bar w_k`
+        (:meth:`~mixtures.distributions.ScaleMixtureNormal.from_atoms`) for a discrete
+        posterior. Batch shape: that of ``loc`` and ``scale``. Call inside
+        :func:`mixtures.base.x64_scope` for float64.
+        """
+        if self.kind == "constant":
+            return dist.Normal(loc, math.sqrt(self.value) * scale)
+        if self.kind == "inverse_gamma":
+            return student_t_from_inverse_gamma(loc, scale, self.alpha, self.beta)
+        return ScaleMixtureNormal.from_atoms(
+            loc, scale, jnp.asarray(self.log_s2), jnp.asarray(self.log_weights)
+        )
+
 
 @jax.jit
 def gp_statistics(k_train_train: jax.Array, y: jax.Array, noise) -> GPStatistics:
@@ -152,14 +201,15 @@ def gp_statistics(k_train_train: jax.Array, y: jax.Array, noise) -> GPStatistics
 
 @partial(jax.jit, static_argnames=("full_cov",))
 def predict_latent(stats: GPStatistics, k_test_train, k_test_test, *, full_cov: bool = False):
-    r"""Prior-free latent mean and covariance at unit scale (note section 2(b)).
+    r"""Prior-free latent mean and covariance at unit scale (R&W Alg. 2.1, lines 4-6).
 
     .. math::
 
         \mu_* = K_{*X}\hat K^{-1} Y,\qquad \Sigma_* = K_{**} - K_{*X}\hat K^{-1} K_{X*}
 
     ``k_test_test`` is the full (m, m) matrix when ``full_cov`` else its diagonal (m,).
-    Given :math:`\sigma^2` the latent predictive is :math:`\mathcal N(\mu_*, \sigma^2\Sigma_*)`.
+    Given :math:`\sigma^2` the latent predictive is :math:`\mathcal N(\mu_*, \sigma^2\Sigma_*)`;
+    the mean does not depend on the prior of :math:`\sigma^2`.
     """
     mean = k_test_train @ stats.weights
     v = solve_triangular(stats.chol, k_test_train.T, lower=True)
@@ -177,7 +227,7 @@ def _lml_given_log_s2(t, quad, logdet, n_obs, n_outputs):
 
 @jax.jit
 def constant_log_marginal(stats: GPStatistics, value):
-    r""":math:`\ln p(Y) = \sum_c \ln\mathcal N(Y_{:,c}; 0, \mathrm{lv}\,\hat K)` (note sec. 3)."""
+    r""":math:`\ln p(Y) = \sum_c \ln\mathcal N(Y_{:,c}; 0, \mathrm{lv}\,\hat K)` (the NNGP)."""
     return _lml_given_log_s2(jnp.log(value), stats.quad, stats.logdet, stats.n_obs, stats.n_outputs)
 
 
@@ -192,18 +242,24 @@ def constant_posterior(stats: GPStatistics, value) -> ScalePosterior:
 
 @jax.jit
 def student_t_log_marginal(stats: GPStatistics, alpha, beta):
-    r"""Closed-form :math:`\ln p(Y)` under :math:`\mathrm{IG}(\alpha, \beta)` (note section 3).
+    r"""Closed-form :math:`\ln p(Y)` under :math:`\sigma^2 \sim \mathrm{IG}(\alpha, \beta)`.
+
+    The Student-t process marginal likelihood (Lee et al., 2022), for :math:`C` outputs
+    sharing one :math:`\sigma^2`:
 
     .. math::
 
         \ln p(Y) = \ln\Gamma(\alpha + N/2) - \ln\Gamma(\alpha) + \alpha\ln\beta
         - \tfrac N2 \ln 2\pi - \tfrac C2 \ln|\hat K| - (\alpha + N/2)\ln(\beta + Q/2)
+
+    The gamma-function ratio is :func:`mixtures.distributions.log_gamma_ratio`, so the
+    Gaussian limit :math:`\alpha, \beta \to \infty` loses no digits.
     """
     half_n = stats.n_obs / 2
     # alpha ln(beta) - (alpha + N/2) ln(beta + Q/2), rearranged so that nothing of size
     # alpha ln(beta) cancels as alpha, beta -> inf (the Gaussian limit)
     return (
-        _lgamma_ratio(alpha, half_n)
+        log_gamma_ratio(alpha, half_n)
         - alpha * jnp.log1p(stats.quad / (2 * beta))
         - half_n * jnp.log(beta + stats.quad / 2)
         - half_n * _LOG_2PI
@@ -214,8 +270,9 @@ def student_t_log_marginal(stats: GPStatistics, alpha, beta):
 def student_t_posterior(stats: GPStatistics, alpha, beta) -> ScalePosterior:
     r"""Conjugate posterior :math:`\sigma^2 \mid Y \sim \mathrm{IG}(\alpha + N/2, \beta + Q/2)`.
 
-    The latent predictive is then :math:`f_* \mid Y \sim \mathrm{MVT}_{2\alpha+N}(\mu_*,
-    \frac{2\beta + Q}{2\alpha + N}\Sigma_*)` (note section 3).
+    The latent predictive is then the multivariate Student-t
+    :math:`f_* \mid Y \sim \mathrm{MVT}_{2\alpha+N}(\mu_*, \frac{2\beta + Q}{2\alpha + N}\Sigma_*)`
+    (Lee et al., 2022).
     """
     return ScalePosterior(
         kind="inverse_gamma",
@@ -225,53 +282,8 @@ def student_t_posterior(stats: GPStatistics, alpha, beta) -> ScalePosterior:
     )
 
 
-def _stirling_tail(x):
-    return 1 / (12 * x) - 1 / (360 * x**3) + 1 / (1260 * x**5)
-
-
-def _lgamma_ratio(a, h):
-    """lnG(a + h) - lnG(a) without cancellation for large ``a`` (h > 0).
-
-    Below a = 1e3 the plain gammaln difference; above, the difference of Stirling
-    series, (a - 1/2) log1p(h/a) + h ln(a + h) - h + S(a + h) - S(a), whose truncation
-    error is < 1/(1680 a^7). The plain difference loses ~1e-6 at a = 1e9.
-    """
-    a = jnp.asarray(a, dtype=jnp.result_type(a, float))
-    small = a < 1e3
-    a_small = jnp.where(small, a, 1.0)
-    a_big = jnp.where(small, 1e3, a)
-    direct = gammaln(a_small + h) - gammaln(a_small)
-    series = (
-        (a_big - 0.5) * jnp.log1p(h / a_big)
-        + h * jnp.log(a_big + h)
-        - h
-        + _stirling_tail(a_big + h)
-        - _stirling_tail(a_big)
-    )
-    return jnp.where(small, direct, series)
-
-
-def log_student_t(x, df, loc, scale):
-    """Log density of a location-scale Student-t (log form, stable for large ``df``)."""
-    z = (x - loc) / scale
-    return (
-        _lgamma_ratio(df / 2, 0.5)
-        - 0.5 * jnp.log(df * jnp.pi)
-        - jnp.log(scale)
-        - (df + 1) / 2 * jnp.log1p(z**2 / df)
-    )
-
-
-def log_mixture_normal(x, loc, var, log_s2, log_weights):
-    r"""Per-point :math:`\ln \sum_k \bar w_k\, \mathcal N(x; \mu, e^{t_k}\,\mathrm{var})`."""
-    x, loc, var = x[..., None], loc[..., None], var[..., None]
-    s2var = jnp.exp(log_s2) * var
-    comp = -0.5 * (_LOG_2PI + jnp.log(s2var) + (x - loc) ** 2 / s2var)
-    return logsumexp(comp + log_weights, axis=-1)
-
-
 def _log_post(t, prior, quad, n_obs):
-    r"""g(t) = ln H(e^t) + t - (N/2) t - Q/(2 e^t) (note section 4)."""
+    r"""g(t) = ln H(e^t) + t - (N/2) t - Q/(2 e^t): ln p(t | Y) up to a constant."""
     return prior.log_prob(jnp.exp(t)) + t - 0.5 * n_obs * t - 0.5 * quad * jnp.exp(-t)
 
 
@@ -285,7 +297,7 @@ def quadrature_log_marginal(stats: GPStatistics, prior, n_nodes: int = 64, n_new
     r"""Differentiable :math:`\ln p(Y)` for any scale prior by Gauss-Hermite quadrature.
 
     The traceable counterpart of :func:`quadrature_posterior` (used by type-II maximum
-    likelihood, note section 7): the mode :math:`\hat t` of
+    likelihood): the mode :math:`\hat t` of
     :math:`g(t) = \ln H(e^t) + t - \frac N2 t - \frac{Q}{2e^t}` is located on a grid of
     161 points over :math:`\ln(Q/N) \pm 20` and refined by ``n_newton`` guarded Newton
     steps; with :math:`s = (-g''(\hat t))^{-1/2}`,
@@ -298,8 +310,8 @@ def quadrature_log_marginal(stats: GPStatistics, prior, n_nodes: int = 64, n_new
 
     :math:`\hat t` and :math:`s` are wrapped in ``stop_gradient``: the integral does not
     depend on where the nodes are centred, so the gradient is that of the quadrature
-    rule at fixed nodes, exact to the rule's accuracy (~1e-8 with 64 nodes, tested
-    against the closed form and finite differences). ``prior`` may be any NumPyro
+    rule at fixed nodes, exact to the rule's accuracy (tested against the closed form
+    and finite differences). ``prior`` may be any NumPyro
     distribution with positive support whose ``log_prob`` is traceable (its parameters
     may be traced).
     """
@@ -333,7 +345,7 @@ def quadrature_log_marginal(stats: GPStatistics, prior, n_nodes: int = 64, n_new
 
 
 def quadrature_posterior(stats: GPStatistics, prior, n_nodes: int = 64) -> ScalePosterior:
-    r"""Gauss-Hermite quadrature over :math:`t = \ln\sigma^2` around the mode (note section 4).
+    r"""Gauss-Hermite quadrature over :math:`t = \ln\sigma^2` around the posterior mode.
 
     With :math:`g(t) = \ln H(e^t) + t - \frac N2 t - \frac{Q}{2e^t}`, mode :math:`\hat t` and
     :math:`s = (-g''(\hat t))^{-1/2}`, nodes :math:`t_k = \hat t + \sqrt2 s z_k` get
@@ -440,7 +452,7 @@ def pareto_khat(log_weights) -> float:
 def importance_posterior(
     stats: GPStatistics, prior, key: jax.Array, n_samples: int = 1000
 ) -> ScalePosterior:
-    r"""The paper's prior-proposal importance sampling over :math:`\sigma^2` (note section 4).
+    r"""The prior-proposal importance sampling over :math:`\sigma^2` of Lee et al. (2022).
 
     Draws :math:`\sigma_s^2 \sim H`, :math:`s = 1..S`, with log-weights
     :math:`\ln w_s = -\frac N2 \ln\sigma_s^2 - \frac{Q}{2\sigma_s^2}`;

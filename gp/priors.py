@@ -1,23 +1,35 @@
-r"""Priors on the readout variance :math:`\sigma^2 = \sigma_v^2` (note section 2).
+r"""Priors on the readout variance :math:`\sigma^2 = \sigma_v^2` of the network.
 
 Any NumPyro distribution with positive support can serve as the scale prior. This module
-adds :class:`Constant` (the plain NNGP) and names the two heavy-tailed priors of the
-paper: :func:`InverseGamma` (a Student-t process, closed form) and :func:`BurrXII`.
-Build priors under float64 (these constructors do): a NumPyro distribution created
-outside float64 mode stores float32 parameters.
+adds :class:`Constant` (the plain NNGP) and names the two heavy-tailed priors of Lee et
+al. (2022): :func:`InverseGamma` (a Student-t process, closed form) and :class:`BurrXII`
+(the class :class:`mixtures.distributions.BurrXII`). Python and NumPy parameters are
+stored as NumPy float64 arrays: they keep their full precision whatever the global JAX
+x64 flag, and constructing a prior emits no dtype warning.
+
+References
+----------
+H. Lee, E. Yun, H. Yang, J. Lee, "Scale Mixtures of Neural Network Gaussian Processes",
+ICLR 2022.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-from mixtures.base import x64_scope
-from mixtures.distributions import BurrXII as _BurrXII
+from mixtures.distributions import BurrXII
 
-__all__ = ["BurrXII", "Constant", "InverseGamma", "resolve_prior"]
+__all__ = ["PRIOR_NAMES", "BurrXII", "Constant", "InverseGamma", "prior_kind", "resolve_prior"]
+
+
+def _float64_param(value):
+    """NumPy float64 for Python/NumPy input (``jnp.asarray`` would truncate it to float32
+    when x64 is off); JAX arrays and tracers unchanged."""
+    return value if isinstance(value, jax.Array) else np.asarray(value, dtype=np.float64)
 
 
 class Constant(dist.Distribution):
@@ -36,8 +48,7 @@ class Constant(dist.Distribution):
     support = constraints.positive
 
     def __init__(self, value=1.0, *, validate_args=None):
-        with x64_scope():  # keep a Python float's full precision
-            self.value = jnp.asarray(value, dtype=jnp.result_type(float))
+        self.value = _float64_param(value)
         super().__init__(batch_shape=jnp.shape(self.value), validate_args=validate_args)
 
     def sample(self, key, sample_shape=()):
@@ -52,35 +63,26 @@ class Constant(dist.Distribution):
 
     @property
     def variance(self):
-        return jnp.zeros_like(self.value)
+        return jnp.zeros_like(jnp.asarray(self.value))
 
 
 def InverseGamma(alpha=2.0, beta=2.0) -> dist.InverseGamma:  # noqa: N802 (a constructor)
-    r"""Inverse-gamma prior :math:`\mathrm{IG}(\alpha, \beta)` (note section 2).
+    r"""Inverse-gamma prior :math:`\mathrm{IG}(\alpha, \beta)` on the readout variance.
 
-    :math:`p(s) = \frac{\beta^\alpha}{\Gamma(\alpha)} s^{-\alpha-1} e^{-\beta/s}`; the scale
-    mixture is a Student-t process with :math:`2\alpha` degrees of freedom. Returns
-    ``numpyro.distributions.InverseGamma(concentration=alpha, rate=beta)`` with float64
-    parameters (a NumPyro distribution built outside float64 mode stores float32).
+    .. math::
+
+        p(s) = \frac{\beta^\alpha}{\Gamma(\alpha)} s^{-\alpha-1} e^{-\beta/s}
+
+    The scale mixture is then a Student-t process with :math:`2\alpha` degrees of
+    freedom. Returns ``numpyro.distributions.InverseGamma(concentration=alpha, rate=beta)``
+    with float64 parameters.
+
+    Examples
+    --------
+    >>> InverseGamma(2.0, 3.0).rate.dtype
+    dtype('float64')
     """
-    with x64_scope():
-        return dist.InverseGamma(
-            concentration=jnp.asarray(alpha, jnp.float64), rate=jnp.asarray(beta, jnp.float64)
-        )
-
-
-def BurrXII(c=2.0, d=2.0, scale=1.0):  # noqa: N802 (a constructor)
-    r"""Burr type XII prior (note section 2), :class:`mixtures.distributions.BurrXII`.
-
-    :math:`p(s) = c\,d\,s^{c-1}(1 + s^c)^{-d-1}`, a power tail of index :math:`cd`
-    (scale 1 in the paper). Built with float64 parameters.
-    """
-    with x64_scope():
-        return _BurrXII(
-            jnp.asarray(c, jnp.float64),
-            jnp.asarray(d, jnp.float64),
-            jnp.asarray(scale, jnp.float64),
-        )
+    return dist.InverseGamma(concentration=_float64_param(alpha), rate=_float64_param(beta))
 
 
 _NAMED = {
@@ -88,6 +90,24 @@ _NAMED = {
     "inverse_gamma": lambda: InverseGamma(2.0, 2.0),
     "burr12": lambda: BurrXII(2.0, 2.0),
 }
+
+#: the ``prior`` strings an estimator accepts
+PRIOR_NAMES = tuple(_NAMED)
+
+
+def prior_kind(prior: dist.Distribution) -> str:
+    """``"constant"``, ``"inverse_gamma"`` (both closed form) or ``"other"``.
+
+    Examples
+    --------
+    >>> prior_kind(InverseGamma(2.0, 2.0)), prior_kind(BurrXII(2.0, 2.0))
+    ('inverse_gamma', 'other')
+    """
+    if isinstance(prior, Constant):
+        return "constant"
+    if isinstance(prior, dist.InverseGamma):
+        return "inverse_gamma"
+    return "other"
 
 
 def _check_prior_params(prior: dist.Distribution) -> None:
@@ -106,9 +126,16 @@ def _check_prior_params(prior: dist.Distribution) -> None:
 def resolve_prior(prior) -> dist.Distribution:
     """Turn the estimator's ``prior`` argument into a NumPyro distribution.
 
-    ``None`` is ``InverseGamma(2, 2)`` (the note's recommended default); the strings
-    ``"constant"``, ``"inverse_gamma"``, ``"burr12"`` give those priors with default
-    parameters; a NumPyro distribution with positive support is used as given.
+    ``None`` is ``InverseGamma(2, 2)`` (a Student-t process with 4 degrees of freedom);
+    the strings ``"constant"``, ``"inverse_gamma"``, ``"burr12"`` give ``Constant(1)``,
+    ``InverseGamma(2, 2)`` and ``BurrXII(2, 2)``; a NumPyro distribution with positive
+    support is used as given.
+
+    Raises
+    ------
+    ValueError
+        For an unknown string, a batched or non-scalar distribution, a distribution
+        whose support is not positive, or parameters outside their constraints.
     """
     if prior is None:
         return InverseGamma(2.0, 2.0)

@@ -27,6 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -36,6 +37,7 @@ __all__ = [
     "check_finite_result",
     "random_state_to_generator",
     "random_state_to_key",
+    "random_state_to_random_state",
     "to_numpy",
     "validate_semi_labels",
     "x64_scope",
@@ -116,6 +118,20 @@ def random_state_to_generator(random_state: Any) -> np.random.Generator:
     if random_state is None:
         return np.random.default_rng()
     return np.random.default_rng(int(random_state))
+
+
+def random_state_to_random_state(random_state: Any) -> np.random.RandomState:
+    """Map a ``random_state`` to the legacy ``numpy.random.RandomState`` that scikit-learn
+    routines take, exactly as scikit-learn's ``check_random_state`` does for None, ints and
+    ``RandomState`` (so a mixproc estimator and its scikit-learn counterpart seeded alike
+    draw alike); a ``Generator`` seeds a new ``RandomState`` with one draw from it.
+
+    Accepts exactly what :func:`random_state_to_generator` accepts.
+    """
+    _check_random_state_type(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return np.random.RandomState(int(random_state.integers(0, 2**31 - 1)))
+    return check_random_state(random_state)
 
 
 def random_state_to_key(random_state: Any) -> jax.Array:

@@ -47,6 +47,9 @@ class ConvergenceReport(NamedTuple):
         Number of divergent transitions.
     failures : list of str
         One human-readable line per failed check.
+    skipped : list of str
+        Scalar parameters left out because their draws are constant (e.g. the weight of a
+        one-component mixture): R-hat and ESS are undefined for them.
     """
 
     ok: bool
@@ -55,6 +58,7 @@ class ConvergenceReport(NamedTuple):
     min_ess_tail: float
     n_divergent: int
     failures: list[str]
+    skipped: list[str] = []
 
     def __bool__(self) -> bool:  # ``if check_convergence(idata): ...``
         return self.ok
@@ -100,14 +104,26 @@ def to_inference_data(
     return az.from_dict(coords=coords, dims=dims, **kwargs)
 
 
-def draws_to_inference_data(draws: dict[str, Any]) -> az.InferenceData:
+def draws_to_inference_data(
+    draws: dict[str, Any],
+    *,
+    log_likelihood: dict[str, Any] | None = None,
+    observed_data: dict[str, Any] | None = None,
+) -> az.InferenceData:
     """InferenceData of independent draws (one chain), e.g. from a variational posterior.
 
     Parameters
     ----------
     draws : dict of str to array of shape (num_draws, ...)
+    log_likelihood : dict of str to array of shape (num_draws, n_obs), optional
+    observed_data : dict, optional
     """
-    return az.from_dict(posterior={k: np.asarray(v)[None] for k, v in draws.items()})
+    kwargs: dict[str, Any] = {"posterior": {k: np.asarray(v)[None] for k, v in draws.items()}}
+    if log_likelihood is not None:
+        kwargs["log_likelihood"] = {k: np.asarray(v)[None] for k, v in log_likelihood.items()}
+    if observed_data is not None:
+        kwargs["observed_data"] = {k: np.asarray(v) for k, v in observed_data.items()}
+    return az.from_dict(**kwargs)
 
 
 def summarize(idata: az.InferenceData, var_names=None, **kwargs):
@@ -148,18 +164,29 @@ def check_convergence(
     n_chains = int(posterior.sizes["chain"])
     if ess_min is None:
         ess_min = 100.0 * n_chains
-    rhat = az.rhat(idata, var_names=var_names)
-    ess_bulk = az.ess(idata, var_names=var_names, method="bulk")
-    ess_tail = az.ess(idata, var_names=var_names, method="tail")
+    # constant draws give 0/0 inside ArviZ: those parameters are reported as skipped below
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rhat = az.rhat(idata, var_names=var_names) if n_chains >= 2 else None
+        ess_bulk = az.ess(idata, var_names=var_names, method="bulk")
+        ess_tail = az.ess(idata, var_names=var_names, method="tail")
 
     failures: list[str] = []
+
+    skipped: list[str] = []
+    names = list(idata.posterior.data_vars) if var_names is None else list(var_names)
+    for name in names:
+        draws = np.asarray(idata.posterior[name])
+        flat = draws.reshape(draws.shape[0] * draws.shape[1], -1)
+        for j in np.flatnonzero(np.ptp(flat, axis=0) == 0):
+            index = np.unravel_index(j, draws.shape[2:]) if draws.ndim > 2 else ()
+            skipped.append(f"{name}{_fmt(index)}")
 
     def _worst(ds, larger_is_worse):
         out = []
         for name in ds.data_vars:
             arr = np.asarray(ds[name])
             flat = arr.ravel()
-            if flat.size == 0:
+            if flat.size == 0 or np.all(np.isnan(flat)):  # constant draws: undefined
                 continue
             idx = int(np.nanargmax(flat) if larger_is_worse else np.nanargmin(flat))
             out.append((float(flat[idx]), name, np.unravel_index(idx, arr.shape)))
@@ -197,12 +224,14 @@ def check_convergence(
         min_ess_tail=float(min_tail),
         n_divergent=n_div,
         failures=failures,
+        skipped=skipped,
     )
     if failures and warn:
         warnings.warn(
             "MCMC convergence check failed: "
             + "; ".join(failures)
-            + ". Run longer chains (num_warmup/num_samples), more chains, or reparameterise.",
+            + ". Run longer chains (num_warmup/num_samples), more chains, or reparameterise."
+            + (f" Skipped (constant draws): {', '.join(skipped)}." if skipped else ""),
             MixprocConvergenceWarning,
             stacklevel=2,
         )

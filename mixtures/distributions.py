@@ -284,9 +284,20 @@ class BurrXII(dist.Distribution):
 
     with shape parameters ``c``, ``d`` and scale :math:`\lambda`; ``scipy.stats.burr12(c, d,
     scale=scale)``. The survival function decays like :math:`s^{-cd}`, so
-    :math:`E[s^k] < \infty` iff :math:`k < c d` (scale-mixture NNGP note, section 2). Sampling
-    inverts the CDF, :math:`s = \lambda((1-u)^{-1/d} - 1)^{1/c}`, and is reparameterised in
-    all three parameters.
+    :math:`E[s^k] < \infty` iff :math:`k < c d`. Lee et al. (2022) use it, with
+    :math:`\lambda = 1`, as a heavy-tailed prior on the readout variance of an NNGP.
+    Sampling inverts the CDF, :math:`s = \lambda((1-u)^{-1/d} - 1)^{1/c}`, and is
+    reparameterised in all three parameters.
+
+    Python and NumPy parameters are stored as NumPy float64 arrays, so they keep their
+    full precision whatever the global JAX x64 flag (evaluate inside
+    :func:`mixtures.base.x64_scope` for float64 results); JAX arrays and tracers are kept
+    as they are, so the class works under ``jit``, ``vmap`` and ``grad``.
+
+    References
+    ----------
+    H. Lee, E. Yun, H. Yang, J. Lee, "Scale Mixtures of Neural Network Gaussian
+    Processes", ICLR 2022.
 
     Examples
     --------
@@ -304,9 +315,13 @@ class BurrXII(dist.Distribution):
     reparametrized_params = ["c", "d", "scale"]
 
     def __init__(self, c, d, scale=1.0, *, validate_args=None):
-        self.c, self.d, self.scale = promote_shapes(
-            jnp.asarray(c), jnp.asarray(d), jnp.asarray(scale)
+        # NumPy float64 for Python/NumPy input: jnp.asarray would truncate it to float32
+        # when x64 is off, and a JAX float64 array warns when used outside x64 mode
+        c, d, scale = (
+            v if isinstance(v, jax.Array) else np.asarray(v, dtype=np.float64)
+            for v in (c, d, scale)
         )
+        self.c, self.d, self.scale = promote_shapes(c, d, scale)
         batch_shape = jax.lax.broadcast_shapes(
             jnp.shape(self.c), jnp.shape(self.d), jnp.shape(self.scale)
         )

@@ -64,6 +64,7 @@ __all__ = [
     "GaussianMixtureParams",
     "SufficientStats",
     "block_layout",
+    "check_initial_parameters",
     "covariances_from_full",
     "covariances_to_full",
     "e_step",
@@ -219,8 +220,13 @@ def maximum_likelihood_prior(n_features: int, dtype=np.float64) -> NIWPrior:
 
 
 def _mixture(params: GaussianMixtureParams, active) -> GaussianMixture:
+    """The active components as a GaussianMixture (inactive ones: weight 0, unit Gaussian)."""
+    d = params.means.shape[-1]
     weights = jnp.where(active, params.weights, 0.0)
-    return GaussianMixture(weights, params.means, params.covariances, "full")
+    means = jnp.where(active[:, None], params.means, 0.0)
+    eye = jnp.eye(d, dtype=params.covariances.dtype)
+    covs = jnp.where(active[:, None, None], params.covariances, eye)
+    return GaussianMixture(weights, means, covs, "full")
 
 
 def _local_stats(xs, ys, ws, coef, const, assignment):
@@ -259,10 +265,18 @@ def _local_stats(xs, ys, ws, coef, const, assignment):
         jnp.zeros((), dt),
     )
     (counts, rq, tot_ll, tot_w), _ = lax.scan(body, init, (xs, ys, ws))
+    sums, scat = _unpack_moments(rq, d)
+    return counts, sums, scat, tot_ll, tot_w
+
+
+def _unpack_moments(rq, d):
+    """``R^T q`` -> first moments (K, D) and symmetric second moments (K, D, D)."""
+    k = rq.shape[0]
+    n_sym = d * (d + 1) // 2
     iu, ju = np.triu_indices(d)
-    scat = jnp.zeros((k, d, d), dt).at[:, iu, ju].set(rq[:, :n_sym])
+    scat = jnp.zeros((k, d, d), rq.dtype).at[:, iu, ju].set(rq[:, :n_sym])
     scat = scat.at[:, ju, iu].set(rq[:, :n_sym])
-    return counts, rq[:, n_sym:], scat, tot_ll, tot_w
+    return rq[:, n_sym:], scat
 
 
 def sufficient_stats(
@@ -601,12 +615,9 @@ def m_step(X, resp, reg_covar, covariance_type: str = "full", prior: NIWPrior | 
     d = X.shape[1]
     offset = jnp.mean(X, 0)
     Xc = X - offset
+    sums, scatter = _unpack_moments(resp.T @ vech_features(Xc), d)
     stats = SufficientStats(
-        resp.sum(0),
-        resp.T @ Xc,
-        jnp.einsum("nk,nd,ne->kde", resp, Xc, Xc),
-        jnp.zeros((), X.dtype),
-        jnp.asarray(X.shape[0], X.dtype),
+        resp.sum(0), sums, scatter, jnp.zeros((), X.dtype), jnp.asarray(X.shape[0], X.dtype)
     )
     pr = maximum_likelihood_prior(d) if prior is None else prior
     pr = NIWPrior(
@@ -629,3 +640,61 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
         "spherical": n_components,
     }[covariance_type]
     return int(cov + n_components * n_features + n_components - 1)
+
+
+def check_initial_parameters(
+    weights_init, means_init, precisions_init, *, n_components: int, n_features: int,
+    covariance_type: str,
+):  # fmt: skip
+    """Validate user-given starting parameters (scikit-learn's ``*_init`` arguments).
+
+    Returns ``(weights, means, covariances)`` with ``None`` for what was not given;
+    covariances are full ``(K, D, D)`` matrices (the inverses of ``precisions_init``, which
+    is in scikit-learn's layout for ``covariance_type``).
+
+    Raises
+    ------
+    ValueError
+        If a shape does not match ``(n_components, n_features)``, the weights are not a
+        probability vector, or a precision is not positive definite / positive.
+    """
+    k, d = int(n_components), int(n_features)
+    w = m = c = None
+    if weights_init is not None:
+        w = np.asarray(weights_init, dtype=np.float64)
+        if w.shape != (k,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError(
+                f"weights_init must be {k} non-negative finite numbers (one per component); got "
+                f"shape {w.shape}."
+            )
+        if not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
+            raise ValueError(f"weights_init must sum to 1; got {w.sum():.6g}. Normalise them.")
+    if means_init is not None:
+        m = np.asarray(means_init, dtype=np.float64)
+        if m.shape != (k, d) or not np.all(np.isfinite(m)):
+            raise ValueError(
+                f"means_init must be a finite array of shape (n_components, n_features) = "
+                f"({k}, {d}); got shape {m.shape}."
+            )
+    if precisions_init is not None:
+        _check_covariance_type(covariance_type)
+        p = np.asarray(precisions_init, dtype=np.float64)
+        want = {"full": (k, d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
+        if p.shape != want or not np.all(np.isfinite(p)):
+            raise ValueError(
+                f"precisions_init for covariance_type={covariance_type!r} must be a finite array "
+                f"of shape {want}; got shape {p.shape}."
+            )
+        if covariance_type == "full":
+            try:
+                np.linalg.cholesky(p)
+            except np.linalg.LinAlgError:
+                raise ValueError(
+                    "precisions_init must hold symmetric positive-definite matrices."
+                ) from None
+            c = np.linalg.inv(p)
+        else:
+            if np.any(p <= 0):
+                raise ValueError("precisions_init must be positive.")
+            c = covariances_to_full(1.0 / p, covariance_type, d)
+    return w, m, c

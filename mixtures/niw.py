@@ -13,7 +13,7 @@ stable pooling (Chan, Golub & LeVeque, 1979) and the evidence is computed in flo
 
 References
 ----------
-K. P. Murphy. Conjugate Bayesian analysis of the Gaussian distribution. Technical note,
+K. P. Murphy. Conjugate Bayesian analysis of the Gaussian distribution. Technical report,
 2007 (section 9, the NIW prior).
 J. Chang, J. W. Fisher III. Parallel sampling of DP mixture models using sub-cluster
 splits. NeurIPS 2013.

@@ -1,4 +1,20 @@
-"""Mixture-of-experts layers: Switch/top-k routing, THOR stochastic experts, loss-free balancing."""
+"""Mixture-of-experts layers: top-k routing, THOR stochastic experts, loss-free balancing.
+
+Pure ``init`` / ``apply`` functions over parameter pytrees (:func:`init_moe`,
+:func:`apply_moe`, a small Transformer built on them), the THOR loss, the auxiliary-loss-free
+balancer with its dual-subgradient reading, and an exact LP reference for balanced routing.
+
+References
+----------
+- W. Fedus, B. Zoph, N. Shazeer. Switch Transformers: scaling to trillion parameter models
+  with simple and efficient sparsity. JMLR 2022.
+- S. Zuo et al. Taming sparsely activated Transformer with stochastic experts (THOR).
+  ICLR 2022, arXiv 2110.04260.
+- L. Wang, H. Gao, C. Zhao, X. Sun, D. Dai. Auxiliary-loss-free load balancing strategy for
+  mixture-of-experts. arXiv 2408.15664, 2024.
+- X. Y. Han, Y. Zhong. A theoretical framework for auxiliary-loss-free load balancing of
+  sparse mixture-of-experts in large-scale AI models. arXiv 2512.03915, 2025.
+"""
 
 from mixtures.experts._balancing import (
     AuxLossFreeBalancer,

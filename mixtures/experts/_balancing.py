@@ -1,17 +1,19 @@
 """Auxiliary-loss-free load balancing as a dual (sub)gradient method, and its metrics.
 
-Wang et al. (arXiv 2408.15664, Algorithm 1) update a per-expert routing bias after each batch by
-the sign rule ``b_i += u * sign(Lbar - load_i)``. Han & Zhong (arXiv 2512.03915) read this as a
-primal-dual method for the balanced assignment LP (see :mod:`mixtures.experts._lp`): with
-multipliers ``p = b`` on the load constraints, ALF-LB routing maximises the Lagrangian and
+Wang et al. (2024, arXiv 2408.15664; "ALF-LB" below) update a per-expert routing bias after
+each batch by the sign rule ``b_i += u * sign(Lbar - load_i)`` (their Algorithm 1). Han & Zhong
+(2025, arXiv 2512.03915) analyse this rule as a primal-dual method for an assignment problem.
+The formulation used here is the balanced-assignment LP of
+:func:`~mixtures.experts.solve_balanced_assignment`: with multipliers ``p = b`` on its load
+constraints, the biased top-k routing maximises the Lagrangian, the dual function is
 
 .. math::
 
     D(p) = \\sum_t \\operatorname{TopKSum}_i(\\gamma_{t,i} + p_i) - \\bar L \\sum_i p_i,
     \\qquad \\partial D / \\partial p_i = \\mathrm{load}_i(p) - \\bar L,
 
-so the dual subgradient step is ``p_i <- p_i + eps_i (Lbar - load_i(p))``; the sign rule is
-this step with the per-expert step ``eps_i = u / |Lbar - load_i|`` (paper note, Part B2).
+so the dual subgradient step is ``p_i <- p_i + eps_i (Lbar - load_i(p))``, and the sign rule is
+this step with the per-expert step ``eps_i = u / |Lbar - load_i|``.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def topk_loads(scores: Array, bias: Array, k: int) -> Array:
 
 
 def dual_objective(scores: Array, bias: Array, k: int) -> Array:
-    """Dual function ``D(p)`` of the balanced-assignment LP (note, Part B2); ``D(p) >= OPT_LP``.
+    """Dual function ``D(p)`` of the balanced-assignment LP; ``D(p) >= OPT_LP`` (weak duality).
 
     .. math::
 
@@ -139,8 +141,8 @@ class AuxLossFreeBalancer(NamedTuple):
     count starting at 1, ``s(n)`` = 1, 1/n or 1/sqrt(n)):
 
     * ``"sign"``: ``b_i += eta_n sign(e_i)`` (ALF-LB Algorithm 1 with ``u = rate``);
-    * ``"magnitude"``: ``b_i += eta_n e_i / Lbar`` (ALF-LB Table 3, normalised by ``Lbar`` so
-      the step does not scale with the batch size);
+    * ``"magnitude"``: ``b_i += eta_n e_i / Lbar`` (the magnitude rule of ALF-LB Table 3; the
+      division by ``Lbar``, ours, keeps the step from scaling with the batch size);
     * ``"dual"``: ``b_i += eta_n e_i`` -- the plain dual subgradient step on ``D(p)``.
 
     The loads passed to ``update`` are those of batch ``n``; the new bias is used for batch

@@ -4,10 +4,11 @@ Three routers share one layer (experts stacked as ``w1 [E, d, f]``, ``b1 [E, f]`
 ``w2 [E, f, d]``, ``b2 [E, d]``):
 
 * ``"topk"`` -- learned gate (softmax or sigmoid), top-k, expert capacity with token
-  dropping and the Switch / DeepSeek load-balancing auxiliary loss;
+  dropping and the load-balancing auxiliary loss of the Switch Transformer (Fedus et al. 2022)
+  and DeepSeekMoE;
 * ``"loss_free"`` -- the same gate, but the top-k *selection* uses ``score + bias`` with a
-  per-expert bias that receives no gradient (auxiliary-loss-free balancing, Wang et al. 2024,
-  Eq. 3); the gate weights come from the unbiased scores;
+  per-expert bias that receives no gradient (auxiliary-loss-free balancing, "ALF-LB": Wang et
+  al. 2024, arXiv 2408.15664, Eq. 3); the gate weights come from the unbiased scores;
 * ``"random"`` -- THOR (Zuo et al., ICLR 2022): no gate; in training one expert drawn
   uniformly per layer per forward pass (``granularity="batch"``, as in the official code), or
   per sequence / per token; at inference a random expert per token or per sequence, the mean of
@@ -158,9 +159,10 @@ def init_moe(
 ) -> dict[str, Array]:
     """Initialise the stacked expert FFNs (and the router for learned gates).
 
-    Expert ``i`` is ``FFN_i(x) = W2_i relu(W1_i x + c1_i) + c2_i`` (THOR note, Sec. 2); weights
-    use Glorot-uniform scaling, the router ``W_r`` ``[d, N]`` a small normal scale
-    ``sqrt(0.1 / d)`` (Switch Transformer's router initialisation).
+    Expert ``i`` is ``FFN_i(x) = W2_i relu(W1_i x + c1_i) + c2_i`` (the expert FFN of THOR's
+    official code); weights use Glorot-uniform scaling, the router ``W_r`` ``[d, N]`` a small
+    normal scale ``sqrt(0.1 / d)`` (the reduced initialisation scale of the Switch Transformer,
+    Fedus et al. 2022).
 
     Returns
     -------

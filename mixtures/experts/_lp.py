@@ -5,9 +5,10 @@
     \\mathrm{OPT} = \\max_x \\sum_{t,i} \\gamma_{t,i} x_{t,i} \\quad\\text{s.t.}\\quad
     \\sum_i x_{t,i} = K,\\ \\sum_t x_{t,i} = \\bar L = KT/N,\\ 0 \\le x_{t,i} \\le 1
 
-(the relaxed balanced assignment of the auxiliary-loss-free balancing note, Part B2). The
-constraint matrix is totally unimodular, so a vertex solution (dual simplex) is integral. The
-multipliers ``p*`` of the load constraints minimise the dual ``D(p)`` of
+is the relaxed balanced assignment behind the primal-dual view of auxiliary-loss-free
+balancing (Han & Zhong 2025, arXiv 2512.03915; this LP form is ours). The constraint matrix
+is totally unimodular, so a vertex solution (dual simplex) is integral. The multipliers
+``p*`` of the load constraints minimise the dual ``D(p)`` of
 :func:`mixtures.experts.dual_objective`, and ``D(p) - OPT >= 0`` certifies any bias vector.
 """
 

@@ -1,7 +1,8 @@
 """THOR's training objective: two stochastic passes, cross-entropy plus symmetric KL.
 
-Zuo et al., "Taming Sparsely Activated Transformer with Stochastic Experts", ICLR 2022 (official
-fairseq criterion; paper note Sec. 4).
+Zuo et al., "Taming Sparsely Activated Transformer with Stochastic Experts", ICLR 2022 (arXiv
+2110.04260). The loss follows the criterion of the official fairseq code
+(github.com/microsoft/Stochastic-Mixture-of-Experts).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def thor_loss(
     mask: Array | None = None,
     stop_gradient_b: bool = False,
 ) -> ThorLoss:
-    """THOR loss of two forward passes with independent expert draws (THOR note, Sec. 4).
+    """THOR loss of two forward passes with independent expert draws.
 
     .. math::
 

@@ -612,8 +612,8 @@ def greedy_decode(
     """Greedy decoding (full recomputation per step, causal mask), ids after EOS set to 0.
 
     With a random router the *same* ``key`` is reused at every decoding step, so a
-    ``"sequence"`` inference draw is fixed for the whole sentence (the note's
-    ``"sentence_fixed"``; fairseq's incremental decoder redraws per step instead).
+    ``"sequence"`` inference draw is fixed for the whole sentence: a true per-sentence draw
+    (the incremental fairseq decoder of THOR's official code redraws at every step instead).
     """
     key = jax.random.PRNGKey(0) if key is None else key
     ids = np.array(_greedy(params, cfg, jnp.asarray(src), key, biases, max_len))

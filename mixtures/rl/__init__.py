@@ -1,12 +1,21 @@
-"""Probabilistic mixture-of-experts policies for reinforcement learning (PMOE, Ren et al. 2021).
+"""Probabilistic mixture-of-experts policies for reinforcement learning (PMOE).
 
-Importing this package registers the bimodal toy tasks ``"mixproc/Bimodal-v0"`` and
-``"mixproc/BimodalDeceptive-v0"`` with gymnasium.
+SAC and PPO agents with a mixture-of-tanh-Gaussians policy trained by PMOE's frequency
+approximate gradient (or Gumbel-softmax / score-function comparison arms), as pure jitted
+cores (``init_*``, ``*_update``, ``*_act``) and scikit-learn style shells (:class:`SAC`,
+:class:`PPO`).
+
+This package needs gymnasium (``pip install "mixproc[rl]"``); importing it without gymnasium
+raises an ImportError that says so. Importing it registers the bimodal toy tasks
+``"mixproc/Bimodal-v0"`` and ``"mixproc/BimodalDeceptive-v0"`` with gymnasium.
+
+References
+----------
+J. Ren, Y. Li, Z. Ding, W. Pan, H. Dong. Probabilistic mixture-of-experts for efficient deep
+reinforcement learning. arXiv 2104.09122, 2021. Official code: github.com/JieRen98/rlkit-pmoe.
 """
 
-from mixtures.rl._buffer import ReplayBuffer, Transition
-from mixtures.rl._envs import BIMODAL_OPTIMA, BimodalEnv, bimodal_reward, register_envs
-from mixtures.rl._estimators import (
+from mixtures.rl._actor_losses import (
     ENTROPIES,
     ESTIMATORS,
     ROUTINGS,
@@ -21,14 +30,19 @@ from mixtures.rl._estimators import (
     score_actor_loss,
     select_winners,
 )
+from mixtures.rl._agent import make_env
+from mixtures.rl._buffer import ReplayBuffer, Transition
+from mixtures.rl._envs import BIMODAL_OPTIMA, BimodalEnv, bimodal_reward, register_envs
 from mixtures.rl._policy import ComponentSample, MixturePolicy, tanh_log_det_jacobian
 from mixtures.rl._ppo import (
     PPO,
     PPOHyper,
+    PPORollout,
     PPOState,
     compute_gae,
     init_ppo_state,
     ppo_act,
+    ppo_distribution,
     ppo_update,
 )
 from mixtures.rl._sac import (
@@ -54,6 +68,7 @@ __all__ = [
     "MixturePolicy",
     "PPO",
     "PPOHyper",
+    "PPORollout",
     "PPOState",
     "ROUTINGS",
     "ReplayBuffer",
@@ -72,9 +87,11 @@ __all__ = [
     "gumbel_actor_loss",
     "init_ppo_state",
     "init_sac_state",
+    "make_env",
     "mixture_log_prob_of_candidates",
     "policy_distribution",
     "ppo_act",
+    "ppo_distribution",
     "ppo_update",
     "register_envs",
     "sac_act",

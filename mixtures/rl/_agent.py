@@ -8,35 +8,49 @@ import pathlib
 from numbers import Integral, Real
 from typing import Any
 
-import gymnasium as gym
 import jax
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from mixtures.base import MixprocEstimator
+from mixtures.base import (
+    RANDOM_STATE,
+    MixprocEstimator,
+    random_state_to_generator,
+    random_state_to_key,
+)
+from mixtures.rl._envs import register_envs
+from mixtures.rl._gym import gym
 
-__all__ = ["make_env", "seed_from_random_state"]
+__all__ = ["Agent", "make_env", "random_state_to_seed"]
+
+#: Seeds handed to gymnasium and NumPy lie in [0, 2**31 - 1).
+_SEED_BOUND = 2**31 - 1
 
 
-def seed_from_random_state(random_state: Any) -> int:
-    """An int seed from a scikit-learn style ``random_state`` (None draws fresh entropy)."""
-    if random_state is None:
-        return int(np.random.default_rng().integers(0, 2**31 - 1))
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ValueError(
-                f"random_state must be a non-negative int; got {random_state}. "
-                "Pass a seed in [0, 2**31) or None."
-            )
-        return int(random_state) % (2**31 - 1)
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**31 - 1))
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(0, 2**31 - 1))
-    raise ValueError(
-        "random_state must be None, an int, a numpy RandomState or a numpy Generator; "
-        f"got {type(random_state).__name__}. Pass e.g. random_state=0."
-    )
+def random_state_to_seed(random_state: Any) -> int:
+    """An int seed in ``[0, 2**31 - 1)`` from a scikit-learn style ``random_state``.
+
+    gymnasium seeds environments with ints, so the agents derive one int from
+    ``random_state`` and build their JAX key and NumPy generator from it
+    (:func:`mixtures.base.random_state_to_key`, :func:`mixtures.base.random_state_to_generator`).
+    An int maps to itself modulo ``2**31 - 1``; anything else yields one draw from
+    ``random_state_to_generator(random_state)`` (a ``Generator`` is advanced by one draw,
+    ``None`` draws fresh entropy).
+
+    Raises
+    ------
+    ValueError
+        If ``random_state`` is not accepted by :func:`mixtures.base.random_state_to_generator`.
+
+    Examples
+    --------
+    >>> random_state_to_seed(7), random_state_to_seed(np.int64(7))
+    (7, 7)
+    """
+    generator = random_state_to_generator(random_state)  # validates every accepted type
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state) % _SEED_BOUND
+    return int(generator.integers(0, _SEED_BOUND))
 
 
 def make_env(env: Any, env_kwargs: dict | None = None) -> gym.Env:
@@ -47,8 +61,6 @@ def make_env(env: Any, env_kwargs: dict | None = None) -> gym.Env:
     ValueError
         If the action or observation space is not a one-dimensional ``Box``.
     """
-    from mixtures.rl._envs import register_envs
-
     register_envs()
     if isinstance(env, str):
         instance = gym.make(env, **(env_kwargs or {}))
@@ -69,12 +81,18 @@ def make_env(env: Any, env_kwargs: dict | None = None) -> gym.Env:
     return instance
 
 
-class _Agent(MixprocEstimator):
-    """Base of :class:`SAC` and :class:`PPO`: env handling, evaluation and saving."""
+class Agent(MixprocEstimator):
+    """Base of :class:`~mixtures.rl.SAC` and :class:`~mixtures.rl.PPO`: environment handling,
+    seeding, evaluation and saving.
+
+    Subclasses extend ``_parameter_constraints`` (here: the constraints of the parameters
+    both agents share), implement ``_init_state``, ``_act_batch`` and ``fit``, and store
+    their parameter pytree (NumPy leaves) in ``state_``.
+    """
 
     _act_modes: tuple[str, ...] = ("sample", "argmax", "stochastic")
-    # Constraints of the parameters both agents share; each subclass adds its own.
-    _shared_constraints: dict = {
+    _parameter_constraints: dict = {
+        "env": [str, callable],
         "policy": [StrOptions({"mixture", "gaussian"})],
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "total_timesteps": [Interval(Integral, 1, None, closed="left")],
@@ -86,7 +104,7 @@ class _Agent(MixprocEstimator):
         "n_eval_episodes": [Interval(Integral, 1, None, closed="left")],
         "eval_mode": [StrOptions(set(_act_modes))],
         "env_kwargs": [dict, None],
-        "random_state": ["random_state"],
+        "random_state": RANDOM_STATE,
         "verbose": ["verbose"],
     }
 
@@ -122,10 +140,14 @@ class _Agent(MixprocEstimator):
         Parameters
         ----------
         obs : array-like of shape (n_samples, obs_dim)
-        mode : str
+        mode : {"sample", "argmax", "stochastic"}, default="sample"
             See :meth:`evaluate`.
-        random_state : int or None
-            Seed of the action noise.
+        random_state : None, int, numpy.random.RandomState or numpy.random.Generator
+            Seed of the action noise (as in :func:`mixtures.base.random_state_to_key`).
+
+        Returns
+        -------
+        actions : ndarray of shape (n_samples, act_dim)
         """
         self._check_is_fitted()
         obs = np.asarray(obs, np.float32)
@@ -134,7 +156,9 @@ class _Agent(MixprocEstimator):
                 f"obs must have shape (n_samples, {self.obs_dim_}); got {obs.shape}. "
                 "Use obs[None] for a single observation."
             )
-        key = jax.random.PRNGKey(seed_from_random_state(random_state))
+        if mode not in self._act_modes:
+            raise ValueError(f"mode must be one of {self._act_modes}; got {mode!r}.")
+        key = random_state_to_key(random_state_to_seed(random_state))
         return np.asarray(self._act_batch(obs, key, mode)[0], np.float64)
 
     def evaluate(self, n_episodes: int = 10, mode: str = "sample", random_state=None) -> np.ndarray:
@@ -143,13 +167,14 @@ class _Agent(MixprocEstimator):
         Parameters
         ----------
         n_episodes : int, default=10
-        mode : str, default="sample"
-            For SAC: ``"sample"`` (the official "deterministic" mode: ``k ~ Cat(w)``,
-            ``a = tanh(mu_k)``), ``"argmax"`` (``k = argmax w``), ``"stochastic"`` (a full
-            draw from the policy). For PPO: ``"mean"`` / ``"sample"`` / ``"argmax"`` /
-            ``"stochastic"`` likewise.
-        random_state : int or None
-            Seeds the evaluation environment and the action noise.
+        mode : {"sample", "argmax", "stochastic"}, default="sample"
+            ``"sample"``: ``k ~ Cat(w(s))`` and the primitive's deterministic action (the
+            "deterministic" evaluation of the official PMOE code); ``"argmax"``:
+            ``k = argmax_k w_k(s)``; ``"stochastic"``: a full draw from the policy. The
+            deterministic action is ``tanh(mu_k)`` for SAC and ``mu_k`` for PPO.
+        random_state : None, int, numpy.random.RandomState or numpy.random.Generator
+            Seeds the evaluation environment (episode ``i`` with ``seed + i``) and the action
+            noise.
 
         Returns
         -------
@@ -158,15 +183,15 @@ class _Agent(MixprocEstimator):
         self._check_is_fitted()
         if mode not in self._act_modes:
             raise ValueError(f"mode must be one of {self._act_modes}; got {mode!r}.")
-        seed = seed_from_random_state(random_state)
+        seed = random_state_to_seed(random_state)
         env = self._make_env()
-        key = jax.random.PRNGKey(seed)
+        key = random_state_to_key(seed)
         returns = np.zeros(n_episodes)
         for ep in range(n_episodes):
             obs, _ = env.reset(seed=seed + ep)
             done = False
             while not done:
-                action, key = self._act_batch(self._preprocess_obs(obs)[None], key, mode)
+                action, key = self._act_batch(np.asarray(obs, np.float32)[None], key, mode)
                 obs, reward, terminated, truncated, _ = env.step(
                     self._scale_action(np.asarray(action, np.float64)[0])
                 )
@@ -175,24 +200,33 @@ class _Agent(MixprocEstimator):
         env.close()
         return returns
 
-    def _preprocess_obs(self, obs) -> np.ndarray:
-        return np.asarray(obs, np.float32)
+    # --- subclass hooks ------------------------------------------------------------------
+    def _init_state(self, key: jax.Array):
+        """Freshly initialised parameter/optimiser pytree (needs ``obs_dim_``, ``act_dim_``)."""
+        raise NotImplementedError
 
     # --- saving --------------------------------------------------------------------------
-    def _state_tree(self):
-        raise NotImplementedError
+    def save(self, path) -> pathlib.Path:
+        """Save parameters (NumPy arrays), settings and history to ``path``.
 
-    def _template_tree(self):
-        raise NotImplementedError
+        The file is written exactly at ``path`` (NumPy's ``.npz`` format, no suffix added),
+        so :meth:`load` takes the same path. An environment given as a factory rather than an
+        id string is not stored (pass it to :meth:`load`), nor is a ``random_state`` other
+        than None or an int (it is stored as None).
 
-    def _set_state_tree(self, tree) -> None:
-        raise NotImplementedError
-
-    def save(self, path) -> None:
-        """Save parameters (NumPy arrays) and settings to an ``.npz`` file."""
+        Returns
+        -------
+        path : pathlib.Path
+            The file written.
+        """
         self._check_is_fitted()
-        leaves = jax.tree_util.tree_leaves(self._state_tree())
-        params = {k: v for k, v in self.get_params().items() if k != "env" or isinstance(v, str)}
+        path = pathlib.Path(path)
+        leaves = jax.tree_util.tree_leaves(self.state_)
+        params = self.get_params()
+        if not isinstance(params["env"], str):
+            del params["env"]
+        if not (params["random_state"] is None or isinstance(params["random_state"], Integral)):
+            params["random_state"] = None
         meta = {
             "class": type(self).__name__,
             "params": params,
@@ -203,13 +237,33 @@ class _Agent(MixprocEstimator):
         }
         arrays = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
         history = {f"history_{k}": np.asarray(v) for k, v in self.history_.items()}
-        np.savez(
-            pathlib.Path(path), meta=np.array(json.dumps(meta, default=list)), **arrays, **history
-        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:  # a file object: np.savez appends no ".npz"
+            np.savez(fh, meta=np.array(json.dumps(meta, default=_to_json)), **arrays, **history)
+        return path
 
     @classmethod
     def load(cls, path, env=None):
-        """Load an agent written by :meth:`save` (pass ``env`` if it was not an id string)."""
+        """Load an agent written by :meth:`save` from the same ``path``.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The path given to :meth:`save`.
+        env : str or callable, optional
+            The environment; required if the agent was trained on a factory (not stored).
+
+        Returns
+        -------
+        agent
+            A fitted agent of this class.
+
+        Raises
+        ------
+        ValueError
+            If the file holds another agent class, its parameter shapes do not match the
+            stored settings, or the environment is needed but not given.
+        """
         with np.load(pathlib.Path(path), allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             if meta["class"] != cls.__name__:
@@ -223,12 +277,17 @@ class _Agent(MixprocEstimator):
                     params[k] = tuple(v)
             if env is not None:
                 params["env"] = env
+            elif "env" not in params:
+                raise ValueError(
+                    f"{path} was trained on an environment factory, which is not stored; "
+                    f"pass it again: {cls.__name__}.load(path, env=...)."
+                )
             agent = cls(**params)
             agent.obs_dim_ = meta["obs_dim"]
             agent.act_dim_ = meta["act_dim"]
             agent.action_low_ = np.asarray(meta["action_low"])
             agent.action_high_ = np.asarray(meta["action_high"])
-            template = agent._template_tree()
+            template = agent._init_state(random_state_to_key(0))
             leaves, treedef = jax.tree_util.tree_flatten(template)
             stored = [data[f"leaf_{i:05d}"] for i in range(len(leaves))]
             for a, b in zip(stored, leaves):
@@ -236,8 +295,17 @@ class _Agent(MixprocEstimator):
                     raise ValueError(
                         f"{path}: stored parameter of shape {a.shape}; expected {b.shape}."
                     )
-            agent._set_state_tree(jax.tree_util.tree_unflatten(treedef, stored))
+            agent.state_ = jax.tree_util.tree_map(
+                np.asarray, jax.tree_util.tree_unflatten(treedef, stored)
+            )
             agent.history_ = {
                 k[len("history_") :]: data[k] for k in data.files if k.startswith("history_")
             }
         return agent
+
+
+def _to_json(value):
+    """JSON fallback for :meth:`Agent.save`: NumPy scalars as Python numbers, else a list."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return list(value)

@@ -1,4 +1,8 @@
-r"""Bimodal one-step toy tasks as gymnasium environments (PMOE note, section 9).
+r"""Bimodal one-step toy tasks as gymnasium environments.
+
+Small tasks that separate a multimodal policy from a unimodal one: mode coverage (two equally
+good actions) and exploration (a broad local optimum next to a narrow global one). They are
+test tasks of this library, not benchmarks of the PMOE paper.
 
 Registered ids (registration happens when :mod:`mixtures.rl` is imported):
 
@@ -15,8 +19,9 @@ optimal Q function is the reward itself.
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
+
+from mixtures.rl._gym import gym
 
 __all__ = ["BIMODAL_OPTIMA", "BimodalEnv", "bimodal_reward", "register_envs"]
 

@@ -4,11 +4,10 @@ Parameters are plain pytrees (lists of ``(W, b)`` tuples inside dicts), so they 
 ``jax.jit``, ``optax`` and ``np.savez`` unchanged. No flax: every network is an ``init_*``
 function taking an explicit key and an ``apply_*`` function taking the parameters.
 
-Policy network (PMOE note, section 2): a shared trunk ``h(s)`` feeds three heads, the
-primitive means ``mu`` (K*A outputs), the log standard deviations (K*A outputs, clipped to
-``[-20, 2]``) and the mixing logits ``z`` (K outputs). The mixing head reads
-``stop_gradient(h(s))`` by default, as in rlkit-pmoe, so the routing loss never updates the
-trunk.
+Policy network (as in the official PMOE code, rlkit-pmoe): a shared trunk ``h(s)`` feeds
+three heads, the primitive means ``mu`` (K*A outputs), the log standard deviations (K*A
+outputs, clipped to ``[-20, 2]``) and the mixing logits ``z`` (K outputs). The mixing head
+reads ``stop_gradient(h(s))`` by default, so the routing loss never updates the trunk.
 """
 
 from __future__ import annotations
@@ -126,7 +125,7 @@ def apply_policy(
         \log\sigma = \mathrm{clip}(W_\sigma h, -20, 2),\quad
         z = W_z\,\mathrm{sg}(h)
 
-    (PMOE note, section 2; ``sg`` is the stop-gradient when ``detach_mixing``.)
+    (``sg`` is the stop-gradient when ``detach_mixing``, as in the official PMOE code.)
     """
     h = obs
     for W, b in params["trunk"]:

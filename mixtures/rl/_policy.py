@@ -3,7 +3,8 @@
 :class:`MixturePolicy` is a NumPyro ``Distribution`` (a pytree, ``jit``/``vmap``/``grad``
 safe) in the style of :mod:`mixtures.distributions`. Besides ``log_prob`` and ``sample`` it
 draws one reparameterised action per primitive (:meth:`MixturePolicy.rsample_components`),
-the sampling step of the frequency approximate gradient (PMOE note, section 3, step 1).
+the sampling step of PMOE's frequency approximate gradient (Ren et al. 2021, arXiv
+2104.09122; the policy of the official code rlkit-pmoe).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def tanh_log_det_jacobian(u: jax.Array) -> jax.Array:
 
         \log(1 - \tanh^2 u) = 2\,(\log 2 - u - \operatorname{softplus}(-2u))
 
-    (PMOE note, section 2; RLkit adds an epsilon inside the log instead.)
+    (RLkit, on which the official PMOE code is built, adds an epsilon inside the log
+    instead.)
 
     Examples
     --------
@@ -72,7 +74,7 @@ class MixturePolicy(dist.Distribution):
         \log \pi_k(a \mid s) = \sum_d \Big[\log \mathcal N(u_d;\, \mu_{kd}, \sigma_{kd})
             - \log(1 - \tanh^2 u_d)\Big],\qquad u = \operatorname{artanh}(a)
 
-    (PMOE note, section 2.) With K = 1 this is the tanh-Gaussian policy of SAC.
+    With K = 1 this is the tanh-Gaussian policy of SAC.
 
     Parameters
     ----------
@@ -175,7 +177,7 @@ class MixturePolicy(dist.Distribution):
         return jax.nn.softmax(self.log_weights + self.component_log_prob(value), axis=-1)
 
     def rsample_components(self, key, sample_shape=()) -> ComponentSample:
-        """One reparameterised action per primitive with its own log density (note, §3 step 1)."""
+        """One reparameterised action per primitive with its own log density (not the mixture's)."""
         shape = tuple(sample_shape) + self.batch_shape + self.loc.shape[-2:]
         eps = jax.random.normal(key, shape, dtype=jnp.result_type(self.loc, float))
         u = self.loc + self.scale * eps

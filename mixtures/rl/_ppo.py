@@ -1,6 +1,7 @@
 """PPO (clipped objective, GAE) with a Gaussian or a PMOE Gaussian-mixture policy.
 
-PMOE-PPO follows Popular-RL-Algorithms ``pmoe_ppo.py`` (PMOE note, section 5): a Gaussian
+PMOE-PPO (Ren et al. 2021, arXiv 2104.09122) follows ``pmoe_ppo.py`` of the
+Popular-RL-Algorithms repository (github.com/quantumiracle/Popular-RL-Algorithms): a Gaussian
 mixture without tanh and with state-independent standard deviations; the clipped ratio uses
 the full mixture log-likelihood; an extra critic ``Q(s, a)`` regressed on the GAE returns
 scores one sampled action per primitive and the mixing weights are regressed onto the
@@ -21,12 +22,23 @@ import optax
 from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
+from mixtures.base import random_state_to_key
 from mixtures.distributions import GaussianMixture
-from mixtures.rl._agent import _Agent, seed_from_random_state
-from mixtures.rl._estimators import frequency_weight_loss
+from mixtures.rl._actor_losses import frequency_weight_loss
+from mixtures.rl._agent import Agent, random_state_to_seed
 from mixtures.rl._nets import apply_mlp, init_linear, init_mlp
 
-__all__ = ["PPO", "PPOHyper", "PPOState", "compute_gae", "init_ppo_state", "ppo_act", "ppo_update"]
+__all__ = [
+    "PPO",
+    "PPOHyper",
+    "PPORollout",
+    "PPOState",
+    "compute_gae",
+    "init_ppo_state",
+    "ppo_act",
+    "ppo_distribution",
+    "ppo_update",
+]
 
 
 def _make_tx(learning_rate, max_grad_norm):
@@ -38,18 +50,28 @@ _tx = optax.inject_hyperparams(_make_tx)(learning_rate=3e-4, max_grad_norm=0.5)
 
 
 class PPOState(NamedTuple):
+    """Parameters (``{"actor", "value"}`` plus ``"q"`` for a mixture) and the optimiser state."""
+
     params: dict
     opt_state: Any
 
 
 class PPOHyper(NamedTuple):
+    """Traced loss coefficients of :func:`ppo_update` (changing them never recompiles)."""
+
     clip_range: jax.Array
     vf_coef: jax.Array
     weight_coef: jax.Array
     q_coef: jax.Array
 
 
-class Rollout(NamedTuple):
+class PPORollout(NamedTuple):
+    """One rollout of ``T`` steps for :func:`ppo_update`; every field has leading shape (T,).
+
+    ``log_prob`` and ``value`` are those of the acting policy; ``advantage`` and ``returns``
+    come from :func:`compute_gae`.
+    """
+
     obs: jax.Array
     action: jax.Array
     log_prob: jax.Array
@@ -158,7 +180,7 @@ def compute_gae(rewards, values, next_values, terminated, episode_end, gamma, la
     return adv, adv + values
 
 
-def _ppo_loss(params, batch: Rollout, key, hyper: PPOHyper, mixture: bool):
+def _ppo_loss(params, batch: PPORollout, key, hyper: PPOHyper, mixture: bool):
     pi = ppo_distribution(params["actor"], batch.obs)
     log_prob = pi.log_prob(batch.action)
     adv = (batch.advantage - batch.advantage.mean()) / (batch.advantage.std() + 1e-8)
@@ -191,7 +213,7 @@ def _ppo_loss(params, batch: Rollout, key, hyper: PPOHyper, mixture: bool):
 @partial(jax.jit, static_argnames=("n_epochs", "n_minibatches", "mixture"))
 def ppo_update(
     state: PPOState,
-    rollout: Rollout,
+    rollout: PPORollout,
     key,
     hyper: PPOHyper,
     *,
@@ -230,7 +252,7 @@ def ppo_update(
     return state, jax.tree_util.tree_map(jnp.mean, aux)
 
 
-class PPO(_Agent):
+class PPO(Agent):
     """Proximal policy optimisation with a Gaussian or PMOE Gaussian-mixture policy.
 
     Parameters
@@ -266,7 +288,7 @@ class PPO(_Agent):
     """
 
     _parameter_constraints = {
-        **_Agent._shared_constraints,
+        **Agent._parameter_constraints,
         "n_steps": [Interval(Integral, 2, None, closed="left")],
         "n_minibatches": [Interval(Integral, 1, None, closed="left")],
         "n_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -337,28 +359,32 @@ class PPO(_Agent):
             max_grad_norm=self.max_grad_norm,
         )
 
-    def _state_tree(self):
-        return self.state_
-
-    def _template_tree(self):
-        return self._init_state(jax.random.PRNGKey(0))
-
-    def _set_state_tree(self, tree) -> None:
-        self.state_ = jax.tree_util.tree_map(np.asarray, tree)
-
     def _act_batch(self, obs, key, mode):
         action, _, _, key = ppo_act(
             self.state_.params, jnp.asarray(obs, jnp.float32), key, mode=mode
         )
         return action, key
 
+    def mixing_weights(self, obs) -> np.ndarray:
+        """Mixing weights ``w(s)`` at observations of shape (n, obs_dim), shape (n, K)."""
+        self._check_is_fitted()
+        pi = ppo_distribution(self.state_.params["actor"], jnp.asarray(obs, jnp.float32))
+        return np.asarray(pi.weights, np.float64)
+
+    def primitive_actions(self, obs) -> np.ndarray:
+        """Each primitive's deterministic action ``mu_k(s)`` clipped to ``[-1, 1]`` (as it is
+        acted), shape (n, K, act_dim)."""
+        self._check_is_fitted()
+        pi = ppo_distribution(self.state_.params["actor"], jnp.asarray(obs, jnp.float32))
+        return np.clip(np.asarray(pi.means, np.float64), -1.0, 1.0)
+
     def fit(self, X=None, y=None):
         """Train with PPO (``X`` and ``y`` are ignored); returns ``self``."""
         self._validate_params()
-        seed = seed_from_random_state(self.random_state)
+        seed = random_state_to_seed(self.random_state)
         env = self._make_env()
         self._setup_spaces(env)
-        key_init, key = jax.random.split(jax.random.PRNGKey(seed))
+        key_init, key = jax.random.split(random_state_to_key(seed))
         state = self._init_state(key_init)
         hyper = PPOHyper(
             *(
@@ -441,7 +467,7 @@ class PPO(_Agent):
                 self.gamma,
                 self.gae_lambda,
             )
-            rollout = Rollout(
+            rollout = PPORollout(
                 jnp.asarray(buf["obs"]),
                 jnp.asarray(buf["action"]),
                 jnp.asarray(buf["log_prob"]),

@@ -1,5 +1,10 @@
 """Soft actor-critic with the unimodal tanh-Gaussian or the PMOE mixture policy.
 
+The mixture agent follows the official PMOE code (rlkit-pmoe, ``PMOESACTrainer``; Ren et al.
+2021, arXiv 2104.09122): one reparameterised candidate per primitive, the critic's best
+candidate trains its primitive and the mixing weights, the critic target samples a primitive
+by the mixing weights.
+
 Functional core: :func:`init_sac_state` and :func:`sac_update` (one jitted ``lax.scan`` over
 pre-sampled minibatches: critic step, actor step, temperature step, Polyak averaging). Only
 structural choices are static (policy kind, estimator, straight-through flag, temperature
@@ -23,10 +28,8 @@ import optax
 from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
-from mixtures.base import check_finite_result
-from mixtures.rl._agent import _Agent, seed_from_random_state
-from mixtures.rl._buffer import ReplayBuffer, Transition
-from mixtures.rl._estimators import (
+from mixtures.base import check_finite_result, random_state_to_generator, random_state_to_key
+from mixtures.rl._actor_losses import (
     ENTROPIES,
     ESTIMATORS,
     ROUTINGS,
@@ -35,6 +38,8 @@ from mixtures.rl._estimators import (
     gumbel_actor_loss,
     score_actor_loss,
 )
+from mixtures.rl._agent import Agent, random_state_to_seed
+from mixtures.rl._buffer import ReplayBuffer, Transition
 from mixtures.rl._nets import apply_critic, apply_policy, init_critic, init_policy
 from mixtures.rl._policy import MixturePolicy
 
@@ -140,7 +145,12 @@ def _min_q(critic, obs, act):
 
 
 def _next_action(actor, obs, key, policy_kind: str, estimator: str, entropy: str = "primitive"):
-    """Action and log-probability at the next state for the critic target (note, §3 step 7)."""
+    """Action and log-probability at the next state for the critic target.
+
+    As in the official code the primitive is sampled, ``k' ~ Cat(w(s'))``, and the entropy
+    term uses its own ``log pi_k'``; the mixture density is used instead where the actor
+    loss regularises the mixture entropy (Gumbel, or ``entropy="mixture"``).
+    """
     pi = policy_distribution(actor, obs)
     key_k, key_eps = jax.random.split(key)
     if policy_kind == "gaussian":
@@ -198,7 +208,8 @@ def _sac_step(state: SACState, batch: Transition, key, hyper: SACHyper, static):
     updates, actor_opt = _adam.update(grads, state.actor_opt, state.actor)
     actor = optax.apply_updates(state.actor, updates)
 
-    # Temperature: L = -log_alpha * sg(log pi + target_entropy) (note, §3 step 6).
+    # Temperature: L = -log_alpha * sg(log pi + target_entropy), with the log pi of the
+    # actor loss (the winner's own density in the official code).
     log_alpha, alpha_opt = state.log_alpha, state.alpha_opt
     if autotune:
         target = jax.lax.stop_gradient(jnp.mean(aux.log_prob) + hyper.target_entropy)
@@ -243,7 +254,7 @@ def sac_update(
 ) -> tuple[SACState, SACMetrics]:
     r"""Run ``n`` SAC gradient steps on minibatches stacked along the leading axis.
 
-    Per step (PMOE note, section 3): critic MSE to
+    Per step (the official PMOE-SAC trainer): critic MSE to
 
     .. math::
 
@@ -296,7 +307,7 @@ def sac_act(actor: dict, obs: jax.Array, key: jax.Array, mode: str = "stochastic
 
     Modes: ``"stochastic"`` (``k ~ Cat(w)``, ``a ~ TanhNormal_k``), ``"sample"`` (the
     official "deterministic" evaluation: ``k ~ Cat(w)``, ``a = tanh(mu_k)``), ``"argmax"``
-    (``k = argmax_k w_k``, ``a = tanh(mu_k)``) -- note, section 3, step 8.
+    (``k = argmax_k w_k``, ``a = tanh(mu_k)``, an extension).
     """
     key, next_key = jax.random.split(key)
     pi = policy_distribution(actor, obs)
@@ -310,7 +321,7 @@ def sac_act(actor: dict, obs: jax.Array, key: jax.Array, mode: str = "stochastic
     return jnp.take_along_axis(modes, k[:, None, None], axis=1)[:, 0], next_key
 
 
-class SAC(_Agent):
+class SAC(Agent):
     """Soft actor-critic with a tanh-Gaussian or PMOE mixture-of-experts policy.
 
     Parameters
@@ -335,8 +346,8 @@ class SAC(_Agent):
         Density in the frequency estimator's entropy bonus, temperature loss and critic
         target: the winning primitive's own ``log pi_k`` (official) or the mixture's
         ``log pi_mix`` (weights held constant), which penalises overlapping primitives.
-        ``routing="boltzmann", entropy="mixture"`` is the maximum-entropy correction that
-        covers both optima of the bimodal toy (``BENCHMARKS.md``).
+        ``routing="boltzmann", entropy="mixture"`` is the maximum-entropy correction (ours,
+        not in the official code), which keeps several primitives on equally good actions.
     total_timesteps : int, default=50_000
         Environment steps.
     learning_starts : int, default=1000
@@ -364,9 +375,13 @@ class SAC(_Agent):
     eval_freq : int, default=0
         Evaluate every ``eval_freq`` environment steps (0: never during training).
     n_eval_episodes : int, default=5
-    eval_mode : str, default="sample"
+    eval_mode : {"sample", "argmax", "stochastic"}, default="sample"
+        Action mode of the evaluations (see :meth:`evaluate`).
     env_kwargs : dict or None
-    random_state : int or None
+        Keyword arguments of ``gymnasium.make`` (or of the factory).
+    random_state : None, int, numpy.random.RandomState or numpy.random.Generator
+        Seeds the network initialisation, the replay sampling, the action noise and the
+        environment (an int is also the environment's seed).
     verbose : int, default=1
         0 silences the progress bar.
 
@@ -390,7 +405,7 @@ class SAC(_Agent):
     """
 
     _parameter_constraints = {
-        **_Agent._shared_constraints,
+        **Agent._parameter_constraints,
         "estimator": [StrOptions(set(ESTIMATORS))],
         "routing": [StrOptions(set(ROUTINGS))],
         "entropy": [StrOptions(set(ENTROPIES))],
@@ -487,15 +502,6 @@ class SAC(_Agent):
             init_alpha=self.init_alpha,
         )
 
-    def _state_tree(self):
-        return self.state_
-
-    def _template_tree(self):
-        return self._init_state(jax.random.PRNGKey(0))
-
-    def _set_state_tree(self, tree) -> None:
-        self.state_ = jax.tree_util.tree_map(np.asarray, tree)
-
     def _act_batch(self, obs, key, mode):
         return sac_act(self.state_.actor, jnp.asarray(obs, jnp.float32), key, mode=mode)
 
@@ -522,11 +528,11 @@ class SAC(_Agent):
         self : SAC
         """
         self._validate_params()
-        seed = seed_from_random_state(self.random_state)
+        seed = random_state_to_seed(self.random_state)
         env = self._make_env()
         self._setup_spaces(env)
-        rng = np.random.default_rng(seed)
-        key_init, key = jax.random.split(jax.random.PRNGKey(seed))
+        rng = random_state_to_generator(seed)
+        key_init, key = jax.random.split(random_state_to_key(seed))
         state = self._init_state(key_init)
         hyper = self._hyper()
         n_grad = self.train_freq if self.gradient_steps is None else self.gradient_steps

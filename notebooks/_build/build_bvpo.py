@@ -29,7 +29,7 @@ Theorem 2 gives the MSE-optimal weight $\alpha^\star = \mathrm{clip}_{[0,1]}\,(B
 $A = \mathrm{MSE}(g_t)$, $B = \mathrm{MSE}(g_e)$, $C = E[(g_t-\mu)^\top(g_e-\mu)]$. The paper then
 uses a fixed $\alpha = 0.5$, which is **not** covered by the theorem.
 
-This notebook uses the exact test bed `mixtures.estimators.toy` (a softmax policy over 127
+This notebook uses the exact test bed `mixtures.gradmix.toy` (a softmax policy over 127
 enumerable traces, 78 parameters) where $\mu$ and every moment of both estimators are computed by
 enumeration.
 """)
@@ -39,7 +39,7 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from mixtures.estimators import (
+from mixtures.gradmix import (
     PreferenceBatch, bvpo_loss, init_mixing_state, mixing_mse, online_mixing_weight,
     update_mixing_state, toy,
 )

@@ -286,3 +286,60 @@ def test_hard_assignment_is_a_semi_supervised_kmeans_fixed_point():
         want = (nj * X[lab == j].mean(0) + k0 * m0) / (nj + k0)
         np.testing.assert_allclose(m.means_[j], want, rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(m.predict(X)[y < 0], lab[y < 0])
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_unlabelled_equals_gaussian_mixture_model_from_the_same_start(covariance_type):
+    """One EM engine: with no labels, no split/merge and no prior, SS-GMM is the GMM."""
+    from mixtures import GaussianMixtureModel
+
+    X, _ = _blobs(k=3, d=3, n=60, spread=3.0)
+    rng = np.random.default_rng(1)
+    w0, m0 = np.full(3, 1 / 3), X[rng.choice(len(X), 3, replace=False)]
+    prec = {"full": np.stack([np.eye(3)] * 3), "diag": np.ones((3, 3)), "spherical": np.ones(3)}
+    kw = dict(
+        covariance_type=covariance_type, weights_init=w0, means_init=m0,
+        precisions_init=prec[covariance_type], tol=1e-6, max_iter=300,
+    )  # fmt: skip
+    gm = GaussianMixtureModel(3, **kw).fit(X)
+    ss = SemiSupervisedGMM(3, split_merge=False, prior="maximum_likelihood", **kw).fit(X)
+    assert ss.n_iter_ == gm.n_iter_
+    # same algorithm; only the row blocking (K padded to 16 inside SS-GMM) changes the
+    # summation order
+    assert ss.lower_bound_ == pytest.approx(gm.lower_bound_, rel=1e-10)
+    for a, b in ((ss.weights_, gm.weights_), (ss.means_, gm.means_)):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ss.covariances_, gm.covariances_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ss.score_samples(X), gm.score_samples(X), rtol=1e-10)
+    assert ss.bic(X) == pytest.approx(gm.bic(X), rel=1e-10)
+    with pytest.raises(ValueError, match="split_merge=False"):
+        SemiSupervisedGMM(3, prior="maximum_likelihood").fit(X)
+
+
+@pytest.mark.filterwarnings("ignore::mixtures.diagnostics.MixprocConvergenceWarning")
+def test_nuts_and_svi_at_fixed_k_clamp_the_labelled_samples():
+    from scipy.stats import multivariate_normal
+
+    X, yt = _blobs(k=3, d=2, n=40, spread=4.0, seed=2)
+    y = np.where((yt < 2) & (np.arange(len(X)) % 4 == 0), yt, -1)
+    kw = dict(covariance_type="diag", split_merge=False, random_state=0)
+    em = SemiSupervisedGMM(3, **kw).fit(X, y)
+    nuts = SemiSupervisedGMM(3, inference="nuts", num_warmup=150, num_samples=150, **kw)
+    nuts.fit(X, y)
+    # known classes keep their ids; with 40 points per class the posterior means sit within
+    # a few posterior s.d. (~ 1 / sqrt(40) = 0.16) of the MAP
+    np.testing.assert_allclose(nuts.means_[:2], em.means_[:2], atol=0.5)
+    np.testing.assert_array_equal(nuts.labels_[y >= 0], y[y >= 0])
+    assert cluster_accuracy(yt, nuts.labels_)["all"] > 0.95
+    # the log-likelihood counts a labelled sample with its own component only
+    idata = nuts.inference_data_
+    w, mu, var = (np.asarray(idata.posterior[k])[0, 5] for k in ("weights", "means", "covariances"))
+    comp = np.stack(
+        [np.log(w[k]) + multivariate_normal(mu[k], np.diag(var[k])).logpdf(X) for k in range(3)],
+        1,
+    )
+    want = np.where(y >= 0, comp[np.arange(len(X)), np.maximum(y, 0)], np.logaddexp.reduce(comp, 1))
+    np.testing.assert_allclose(np.asarray(idata.log_likelihood["obs"])[0, 5], want, rtol=1e-10)
+    svi = SemiSupervisedGMM(3, inference="svi", num_steps=600, **kw).fit(X, y)
+    np.testing.assert_allclose(svi.means_[:2], em.means_[:2], atol=0.5)
+    assert svi.posterior_samples_["means"].shape == (200, 3, 2)

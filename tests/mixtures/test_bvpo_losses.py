@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mixtures.base import x64_scope
-from mixtures.estimators import (
+from mixtures.gradmix import (
     PreferenceBatch,
     bvpo_loss,
     dpo_loss,
@@ -88,7 +88,7 @@ def test_bad_input():
 
 
 def test_changing_alpha_and_beta_does_not_recompile():
-    from mixtures.estimators._losses import _bvpo_core
+    from mixtures.gradmix._losses import _bvpo_core
 
     b = PreferenceBatch(*(np.linspace(-3.0, -1.0, 4) + i for i in range(4)))
     bvpo_loss(b, b, beta=0.1, alpha=0.5)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
 
-from mixtures.estimators import (
+from mixtures.gradmix import (
     MixingMoments,
     estimate_mixing_moments,
     init_mixing_state,

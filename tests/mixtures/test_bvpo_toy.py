@@ -1,4 +1,4 @@
-"""Checks of BVPO's claims on the exact enumerable test bed (mixtures.estimators.toy)."""
+"""Checks of BVPO's claims on the exact enumerable test bed (mixtures.gradmix.toy)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mixtures.base import x64_scope
-from mixtures.estimators import (
+from mixtures.gradmix import (
     init_mixing_state,
     mixing_mse,
     online_mixing_weight,
@@ -55,9 +55,10 @@ def test_enumeration_is_a_distribution_and_fisher_identity(world, ref):
     assert float(ref.objective) == pytest.approx(np.log(2.0), rel=1e-14)
 
 
-def test_reference_numbers_of_the_note(ref):
+def test_reference_numbers_of_the_world(ref):
     m = ref
-    # the note's section 8 values (4 significant digits)
+    # reference values of the default world (4 significant digits, an independent
+    # NumPy enumeration of the same world)
     assert m.mse_t == pytest.approx(3.527, abs=5e-4)
     assert m.mse_e == pytest.approx(0.9541, abs=5e-5)
     assert m.alpha == pytest.approx(0.1865, abs=5e-5)
@@ -101,7 +102,7 @@ def test_closed_form_is_grid_minimum_and_dominates(world, ref, moved, where):
 
 
 def test_fixed_half_is_not_guaranteed(ref, moved):
-    # the paper's alpha = 0.5 is worse than g_e alone here (note section 4)
+    # the paper's fixed alpha = 0.5 is worse than g_e alone here: MSE(0.5) = (A + B + 2C) / 4
     for m in (ref, moved[1]):
         assert float(mixing_mse(0.5, m.mse_t, m.mse_e, m.cross)) > m.mse_e
 
@@ -117,7 +118,7 @@ def test_alpha_depends_on_batch_size(world, ref, moved):
         big = toy.exact_moments(world, theta, 1e12)
         # variance terms are scaled by 1e-12, i.e. negligible against the O(1e-3) biases
         assert float(big.alpha) == pytest.approx(lim, abs=1e-6)
-    assert a_ref[-1] > 0.9 and a_mov[-1] == 0.0  # note: 0.92 at n = 1024 (-> 1); 0 at moved
+    assert a_ref[-1] > 0.9 and a_mov[-1] == 0.0  # 0.92 at n = 1024 (-> 1); 0 at moved
 
 
 def test_monte_carlo_agrees_with_exact(ref, samples):

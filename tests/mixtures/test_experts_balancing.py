@@ -27,7 +27,7 @@ from mixtures.experts import (
 
 
 def skewed_scores(rng, t, n, c=0.8, sigma=0.5):
-    """Sigmoid scores with Zipf-like expert means (note C1)."""
+    """Sigmoid scores with Zipf-like expert means ``mu_i = -c log(i + 1)``."""
     mu = -c * np.log(np.arange(1, n + 1))
     return 1.0 / (1.0 + np.exp(-(mu + sigma * rng.standard_normal((t, n)))))
 
@@ -42,8 +42,8 @@ def test_max_violation_equals_definition():
     assert float(max_violation(jnp.zeros(4))) == 0.0
 
 
-def test_sign_rule_is_dual_step_with_note_step_size():
-    # note B2: b_i += u sign(e_i) == p_i + eps_i e_i, eps_i = u / abs(e_i), e_i = Lbar - load_i
+def test_sign_rule_is_dual_step_with_per_expert_step_size():
+    # b_i += u sign(e_i) == p_i + eps_i e_i, eps_i = u / abs(e_i), e_i = Lbar - load_i
     rng = np.random.default_rng(1)
     bal = AuxLossFreeBalancer("sign")
     u = 1e-3
@@ -99,7 +99,7 @@ def test_lp_matches_assignment_reference_k1():
     rows, cols = scipy.optimize.linear_sum_assignment(np.repeat(g, t // n, axis=1), maximize=True)
     ref = g[rows, cols // (t // n)].sum()
     assert abs(res.objective - ref) < 1e-9  # both exact; HiGHS primal tol 1e-7 per entry at most
-    # vertex solution of a totally unimodular LP is integral (note C6)
+    # vertex solution of a totally unimodular LP is integral
     np.testing.assert_allclose(res.assignment, np.round(res.assignment), atol=1e-9)
     np.testing.assert_allclose(res.loads, t // n, atol=1e-9)
 
@@ -107,7 +107,7 @@ def test_lp_matches_assignment_reference_k1():
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 10_000), k=st.integers(1, 3))
 def test_weak_and_strong_duality(seed, k):
-    # note B3: D(p) >= OPT_LP for every p, with equality at the LP multipliers p*
+    # weak duality D(p) >= OPT_LP for every p, equality at the LP multipliers p* (strong)
     rng = np.random.default_rng(seed)
     t, n = 30, 6
     g = rng.random((t, n))
@@ -157,8 +157,8 @@ def test_dual_iteration_converges_to_lp_load_vector():
 
 
 def test_sign_rule_balances_frozen_scores_and_preference_property():
-    # ALF-LB unit test (note A7): frozen scores, sign rule u = 1e-3 -> MaxVio < 0.1 within a few
-    # hundred steps; and note B3 (ii): tokens only move from more- to less-loaded experts.
+    # frozen scores, sign rule u = 1e-3 -> MaxVio < 0.1 within a few hundred steps; and the
+    # preference property: tokens only move from more- to less-loaded experts.
     rng = np.random.default_rng(3)
     t, n, k = 400, 8, 2
     g = jnp.asarray(skewed_scores(rng, t, n), jnp.float32)

@@ -1,4 +1,4 @@
-"""THOR stochastic experts and its loss (Zuo et al., ICLR 2022; paper note Secs. 3-5, 9)."""
+"""THOR stochastic experts and its loss (Zuo et al., ICLR 2022; the official fairseq code)."""
 
 import jax
 import jax.numpy as jnp
@@ -114,7 +114,7 @@ def test_thor_choice_uniform_and_independent_across_passes_and_layers():
     for u, v in ((a[:, 0], b[:, 0]), (a[:, 1], b[:, 1]), (a[:, 0], a[:, 1])):
         joint = np.bincount(u * e + v, minlength=e * e)
         assert scipy.stats.chisquare(joint).pvalue > P_MIN
-    # P(same expert in both passes) = 1/E (note Sec. 3); binomial 5-sigma band
+    # P(same expert in both passes) = 1/E; binomial 5-sigma band
     same = np.mean(a[:, 0] == b[:, 0])
     assert abs(same - 0.25) < 5 * np.sqrt(0.25 * 0.75 / 2000)
     # negative control: reusing one key for both passes is detected

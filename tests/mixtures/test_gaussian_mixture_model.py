@@ -126,3 +126,86 @@ def test_sample_matches_fitted_moments():
     # Monte Carlo mean: s.e. <= sqrt(max var / n) ~ 0.015; allow 0.05
     np.testing.assert_allclose(x.mean(0), mean, atol=0.05)
     np.testing.assert_allclose(np.bincount(z) / len(z), m.weights_, atol=0.01)
+
+
+def test_same_start_log_likelihood_equals_sklearn_to_1e8():
+    """From the same start (scikit-learn's ``*_init`` arguments) the fits agree to rounding."""
+    X = load_iris().data
+    rng = np.random.default_rng(3)
+    w0 = np.full(3, 1 / 3)
+    m0 = X[rng.choice(len(X), 3, replace=False)]
+    p0 = np.stack([np.linalg.inv(np.cov(X.T))] * 3)
+    kw = dict(weights_init=w0, means_init=m0, precisions_init=p0, tol=1e-8, max_iter=500)
+    ours = GaussianMixtureModel(3, **kw).fit(X)
+    sk = SkGaussianMixture(3, **kw).fit(X)
+    assert ours.n_iter_ == sk.n_iter_
+    assert ours.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-8)
+    np.testing.assert_allclose(ours.score_samples(X), sk.score_samples(X), rtol=1e-8)
+    np.testing.assert_allclose(ours.means_, sk.means_, rtol=1e-6, atol=1e-8)
+
+
+def test_same_random_state_draws_the_same_kmeans_start_as_sklearn():
+    X = _blobs(4)
+    for rs in (0, np.int64(7), np.random.RandomState(3)):
+        ours = GaussianMixtureModel(2, max_iter=1, random_state=rs)
+        sk = SkGaussianMixture(2, max_iter=1, random_state=rs)
+        if isinstance(rs, np.random.RandomState):
+            ours.random_state, sk.random_state = np.random.RandomState(3), np.random.RandomState(3)
+        with pytest.warns(Warning):
+            ours.fit(X)
+        with pytest.warns(Warning):
+            sk.fit(X)
+        np.testing.assert_allclose(ours.means_, sk.means_, rtol=1e-10)
+
+
+def test_init_arrays_are_validated():
+    X = _blobs()
+    with pytest.raises(ValueError, match="means_init"):
+        GaussianMixtureModel(2, means_init=np.zeros((3, 2))).fit(X)
+    with pytest.raises(ValueError, match="sum to 1"):
+        GaussianMixtureModel(2, weights_init=[0.2, 0.2]).fit(X)
+    with pytest.raises(ValueError, match="positive-definite"):
+        GaussianMixtureModel(2, precisions_init=-np.stack([np.eye(2)] * 2)).fit(X)
+
+
+@pytest.mark.filterwarnings("ignore::mixtures.diagnostics.MixprocConvergenceWarning")
+def test_one_chain_and_one_component_nuts_run_and_say_what_is_skipped():
+    """Issue: num_chains=1 crashed (chain axis dropped); K=1 crashed in check_convergence
+    (R-hat of the constant weight is NaN)."""
+    from mixtures import check_convergence
+
+    X = _blobs()
+    kw = dict(covariance_type="diag", num_warmup=50, num_samples=50, random_state=0)
+    one_chain = GaussianMixtureModel(2, inference="nuts", num_chains=1, **kw).fit(X)
+    assert one_chain.inference_data_.posterior.sizes["chain"] == 1
+    report = check_convergence(one_chain.inference_data_, warn=False)
+    assert any("2 chains" in f for f in report.failures)
+    one_comp = GaussianMixtureModel(1, inference="nuts", **kw).fit(X)
+    report = check_convergence(one_comp.inference_data_, warn=False)
+    assert report.skipped == ["weights[0]"]
+    assert np.isfinite(report.max_rhat)
+    np.testing.assert_allclose(one_comp.weights_, [1.0])
+
+
+@pytest.mark.filterwarnings("ignore::mixtures.diagnostics.MixprocConvergenceWarning")
+def test_inference_data_has_the_groups_arviz_loo_needs():
+    import arviz as az
+    from scipy.stats import multivariate_normal
+
+    X = _blobs()
+    m = GaussianMixtureModel(
+        2, covariance_type="diag", inference="nuts", num_warmup=100, num_samples=100,
+        random_state=0,
+    ).fit(X)  # fmt: skip
+    idata = m.inference_data_
+    assert {"posterior", "log_likelihood", "observed_data", "sample_stats"} <= set(idata.groups())
+    # pointwise log-likelihood of one draw against scipy
+    post = idata.posterior
+    w, mu, var = (np.asarray(post[k])[1, 7] for k in ("weights", "means", "covariances"))
+    want = np.log(
+        sum(w[k] * multivariate_normal(mu[k], np.diag(var[k])).pdf(X) for k in range(2))
+    )
+    np.testing.assert_allclose(np.asarray(idata.log_likelihood["obs"])[1, 7], want, rtol=1e-10)
+    loo = az.loo(idata)
+    assert np.isfinite(loo.elpd_loo)
+    np.testing.assert_allclose(np.asarray(idata.observed_data["obs"]), X)

@@ -163,7 +163,7 @@ def test_frequency_weights_converge_to_winning_frequencies():
 
 @pytest.mark.parametrize("routing, entropy", [("argmax", "primitive"), ("boltzmann", "mixture")])
 def test_routing_and_policy_gradients_are_separated(routing, entropy):
-    """The mixing head gets no gradient from L_pi; the trunk none from L_w (note, section 8),
+    """The mixing head gets no gradient from L_pi; the trunk none from L_w (official code),
     also with the maximum-entropy correction (weights held constant in log pi_mix)."""
     params = init_policy(jax.random.PRNGKey(0), 2, 1, 3, (8,))
     obs = jax.random.normal(jax.random.PRNGKey(1), (16, 2))

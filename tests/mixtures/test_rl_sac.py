@@ -11,8 +11,9 @@ import numpy as np
 import optax
 import pytest
 from gymnasium.utils.env_checker import check_env
+from sklearn.base import clone
 
-from mixtures.rl import SAC, bimodal_reward, frequency_actor_loss, gaussian_actor_loss
+from mixtures.rl import PPO, SAC, bimodal_reward, frequency_actor_loss, gaussian_actor_loss
 from mixtures.rl._nets import init_policy
 from mixtures.rl._sac import policy_distribution
 
@@ -86,6 +87,41 @@ def test_save_load_round_trip(short_pair, tmp_path):
     np.testing.assert_array_equal(loaded.history_["critic_loss"], mix.history_["critic_loss"])
 
 
+@pytest.mark.parametrize("as_str", [False, True])
+def test_load_takes_the_path_given_to_save(short_pair, tmp_path, as_str):
+    # save() used to append ".npz", so SAC.load(same path) raised FileNotFoundError
+    _, mix = short_pair
+    path = tmp_path / "ckpt"
+    written = mix.save(str(path) if as_str else path)
+    assert written == path and path.is_file()
+    assert not (tmp_path / "ckpt.npz").exists()
+    loaded = SAC.load(str(path) if as_str else path)
+    obs = np.zeros((2, 3))
+    np.testing.assert_array_equal(
+        loaded.predict(obs, mode="argmax"), mix.predict(obs, mode="argmax")
+    )
+    with pytest.raises(ValueError, match="PPO.load|SAC agent"):
+        PPO.load(path)
+
+
+def test_save_load_with_an_environment_factory(short_pair, tmp_path):
+    plain, _ = short_pair
+    # a fitted copy on a factory without refitting: reuse the trained state
+    factory_agent = clone(plain).set_params(env=lambda: gym.make("Pendulum-v1"))
+    for name in ("state_", "history_", "obs_dim_", "act_dim_", "action_low_", "action_high_"):
+        setattr(factory_agent, name, getattr(plain, name))
+    path = factory_agent.save(tmp_path / "factory")
+    with pytest.raises(ValueError, match="env="):
+        SAC.load(path)
+    loaded = SAC.load(path, env="Pendulum-v1")
+    assert loaded.env == "Pendulum-v1"
+
+
+@pytest.mark.parametrize("cls", [SAC, PPO])
+def test_parameter_constraints_cover_every_parameter(cls):
+    assert set(cls._parameter_constraints) == set(cls().get_params())
+
+
 def random_returns(n_episodes: int, seed: int) -> np.ndarray:
     env = gym.make("Pendulum-v1")
     env.action_space.seed(seed)
@@ -128,7 +164,7 @@ def _train_bandit(seed, kind, steps=600, batch=128, alpha=0.15):
 
     ``kind``: "gaussian" (plain SAC), "argmax" (official PMOE, K = 2) or "maxent" (PMOE
     with Boltzmann routing and mixture entropy, K = 2). alpha = 0.15 is where the learned
-    temperature settles on this task (BENCHMARKS.md). Returns the weights and
+    temperature settles on this task (measured with the full agent). Returns the weights and
     the primitives' deterministic actions on 200 contexts.
     """
     opt = optax.adam(3e-3)
@@ -199,8 +235,14 @@ def test_bimodal_env_contract():
     )
 
 
-def test_bad_input_raises():
+def test_bad_input_raises(short_pair):
     with pytest.raises(ValueError, match="estimator"):
         SAC("Pendulum-v1", estimator="reinforce", verbose=0).fit()
+    with pytest.raises(ValueError, match="random_state"):
+        SAC("Pendulum-v1", random_state=-1, verbose=0).fit()
+    with pytest.raises(ValueError, match="env"):
+        SAC(3, verbose=0).fit()
+    with pytest.raises(ValueError, match="mode"):
+        short_pair[0].predict(np.zeros((1, 3)), mode="mean")
     with pytest.raises(ValueError, match="Box"):
         SAC("CartPole-v1", total_timesteps=10, verbose=0).fit()

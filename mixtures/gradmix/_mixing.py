@@ -6,18 +6,27 @@ weight from per-example gradients (running moments with explicit batch-size hand
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import Array
 
 from mixtures.base import x64_scope
+from mixtures.gradmix._core import (
+    BIAS_MODELS,
+    MixingMoments,
+    MixingState,
+    MixingWeight,
+    debias_moments,
+    ema_update,
+    moments_core,
+    plug_in_weight_core,
+    weight_from_mse_terms,
+    zero_mixing_state,
+)
 
 __all__ = [
-    "MixingMoments",
-    "MixingState",
-    "MixingWeight",
     "estimate_mixing_moments",
     "init_mixing_state",
     "mix_gradients",
@@ -28,76 +37,6 @@ __all__ = [
     "random_projection",
     "update_mixing_state",
 ]
-
-_BIAS_MODELS = ("unbiased_trace", "variance_only", "reference")
-
-
-class MixingWeight(NamedTuple):
-    """Optimal mixing weight and the scalar MSE terms behind it.
-
-    Attributes
-    ----------
-    alpha : Array
-        Weight of ``g_t`` after clipping to ``[alpha_min, alpha_max]`` (default ``[0, 1]``).
-    alpha_unclipped : Array
-        ``(B - C) / (A + B - 2 C)`` before clipping (0.5 when the denominator is 0).
-    mse : Array
-        ``MSE(alpha)`` of the mixed estimator at ``alpha``.
-    mse_t, mse_e, cross : Array
-        ``A = E||g_t - mu||^2``, ``B = E||g_e - mu||^2``,
-        ``C = E[(g_t - mu)^T (g_e - mu)]`` at the batch size used.
-    """
-
-    alpha: Array
-    alpha_unclipped: Array
-    mse: Array
-    mse_t: Array
-    mse_e: Array
-    cross: Array
-
-
-class MixingMoments(NamedTuple):
-    """Per-example moment estimates that determine the optimal weight.
-
-    All variances are *per example* (the trace of one example's gradient covariance),
-    so they can be averaged over steps with different batch sizes.
-
-    Attributes
-    ----------
-    gap_sq : Array
-        Unbiased (unclipped) estimate of ``||b_t - b_e||^2 = ||E g_t - E g_e||^2``.
-    var_t, var_e : Array
-        Estimates of ``tr Sigma_t`` and ``tr Sigma_e``.
-    cov_te : Array
-        Estimate of ``tr Sigma_te`` (exactly 0 when the two batches are independent).
-    bias_cross : Array
-        Estimate of ``b_e^T (b_e - b_t)`` from a reference gradient (bias model ``"reference"``);
-        0 when no reference was given.
-    """
-
-    gap_sq: Array
-    var_t: Array
-    var_e: Array
-    cov_te: Array
-    bias_cross: Array
-
-
-class MixingState(NamedTuple):
-    """Running (exponentially weighted) moments of the online estimator.
-
-    Attributes
-    ----------
-    moments : MixingMoments
-        Exponentially weighted sums of per-step :class:`MixingMoments` (not yet debiased).
-    weight : Array
-        Sum of the EMA weights, ``1 - decay**count``, used to debias ``moments``.
-    count : Array
-        Number of updates.
-    """
-
-    moments: MixingMoments
-    weight: Array
-    count: Array
 
 
 def mixing_mse(alpha: Any, mse_t: Any, mse_e: Any, cross: Any) -> Array:
@@ -118,17 +57,6 @@ def mixing_mse(alpha: Any, mse_t: Any, mse_e: Any, cross: Any) -> Array:
     with x64_scope():
         alpha = jnp.asarray(alpha, jnp.float64)
         return alpha**2 * mse_t + (1 - alpha) ** 2 * mse_e + 2 * alpha * (1 - alpha) * cross
-
-
-@jax.jit
-def _weight_from_abc(mse_t, mse_e, cross, alpha_min, alpha_max) -> MixingWeight:
-    den = mse_t + mse_e - 2 * cross  # = E||g_t - g_e||^2 >= 0
-    num = mse_e - cross
-    safe = den > 0
-    alpha_unc = jnp.where(safe, num / jnp.where(safe, den, 1.0), 0.5)
-    alpha = jnp.clip(alpha_unc, alpha_min, alpha_max)
-    mse = alpha**2 * mse_t + (1 - alpha) ** 2 * mse_e + 2 * alpha * (1 - alpha) * cross
-    return MixingWeight(alpha, alpha_unc, mse, mse_t, mse_e, cross)
 
 
 def optimal_mixing_weight(
@@ -202,7 +130,7 @@ def optimal_mixing_weight(
         mse_t = bt @ bt + jnp.asarray(trace_cov_t, jnp.float64) / n
         mse_e = be @ be + jnp.asarray(trace_cov_e, jnp.float64) / n
         cross = bt @ be + jnp.asarray(trace_cov_te, jnp.float64) / n
-        return _weight_from_abc(mse_t, mse_e, cross, alpha_min, alpha_max)
+        return weight_from_mse_terms(mse_t, mse_e, cross, alpha_min, alpha_max)
 
 
 def _check_interval(alpha_min, alpha_max) -> None:
@@ -253,30 +181,6 @@ def _as_rows(grads: Any, name: str) -> Array:
             "Use a batch of >= 2 examples or micro-batches (or a probe batch)."
         )
     return g
-
-
-@jax.jit(static_argnames=("paired",))
-def _moments_core(gt, ge, reference, mb_t, mb_e, *, paired: bool) -> MixingMoments:
-    m_t, m_e = gt.shape[0], ge.shape[0]
-    mean_t, mean_e = gt.mean(0), ge.mean(0)
-    dt, de = gt - mean_t, ge - mean_e
-    # per-example variance from m row means of b examples: v = b/(m-1) sum ||gbar_j - gbar||^2
-    var_t = mb_t * jnp.sum(dt * dt) / (m_t - 1)
-    var_e = mb_e * jnp.sum(de * de) / (m_e - 1)
-    n_t, n_e = mb_t * m_t, mb_e * m_e
-    cov = mb_t * jnp.sum(dt * de) / (m_t - 1) if paired else jnp.zeros((), gt.dtype)
-    noise = var_t / n_t + var_e / n_e - 2 * cov / jnp.maximum(n_t, n_e)
-    diff = mean_t - mean_e
-    gap_sq = diff @ diff - noise  # E||gbar_t - gbar_e||^2 = ||b_t - b_e||^2 + noise
-    if reference is None:
-        bias_cross = jnp.zeros((), gt.dtype)
-    else:
-        # E[(gbar_e - ref)^T (gbar_e - gbar_t)] = b_e^T (b_e - b_t) + var_e/n_e - cov/n
-        # for a reference independent of both batches.
-        bias_cross = (mean_e - reference) @ (mean_e - mean_t) - (
-            var_e / n_e - cov / jnp.maximum(n_t, n_e)
-        )
-    return MixingMoments(gap_sq, var_t, var_e, cov, bias_cross)
 
 
 def estimate_mixing_moments(
@@ -348,28 +252,7 @@ def estimate_mixing_moments(
             )
         mb_t = jnp.asarray(microbatch_size_t, jnp.float64)
         mb_e = jnp.asarray(microbatch_size_e, jnp.float64)
-        return _moments_core(gt, ge, ref, mb_t, mb_e, paired=paired)
-
-
-@jax.jit(static_argnames=("bias_model",))
-def _weight_core(moments, n_t, n_e, alpha_min, alpha_max, *, bias_model: str) -> MixingWeight:
-    noise_t = moments.var_t / n_t
-    noise_e = moments.var_e / n_e
-    noise_te = moments.cov_te / jnp.maximum(n_t, n_e)
-    gap_sq = jnp.maximum(moments.gap_sq, 0.0)
-    if bias_model == "unbiased_trace":  # (A): b_t = 0, so b_e^T (b_e - b_t) = ||b_t - b_e||^2
-        bias_cross = gap_sq
-    elif bias_model == "variance_only":  # (C): ignore bias altogether
-        gap_sq = jnp.zeros_like(gap_sq)
-        bias_cross = gap_sq
-    else:  # (B): bias from a reference gradient
-        bias_cross = moments.bias_cross
-    # With mu unknown, only A - C, B - C and A + B - 2C are needed:
-    # B - C = b_e^T (b_e - b_t) + noise_e - noise_te,
-    # A + B - 2C = gap_sq + noise_t + noise_e - 2 noise_te
-    mse_e = bias_cross + noise_e - noise_te  # B - C, so C := 0 below
-    mse_t = gap_sq + noise_t + noise_e - 2 * noise_te - mse_e  # A - C
-    return _weight_from_abc(mse_t, mse_e, jnp.zeros_like(mse_t), alpha_min, alpha_max)
+        return moments_core(gt, ge, ref, mb_t, mb_e, paired=paired)
 
 
 def mixing_weight_from_moments(
@@ -417,15 +300,15 @@ def mixing_weight_from_moments(
     ValueError
         For an unknown bias model or an invalid clipping interval.
     """
-    if bias_model not in _BIAS_MODELS:
+    if bias_model not in BIAS_MODELS:
         raise ValueError(
-            f"bias_model must be one of {_BIAS_MODELS}; got {bias_model!r}. "
+            f"bias_model must be one of {BIAS_MODELS}; got {bias_model!r}. "
             "Use 'unbiased_trace' near the reference policy."
         )
     _check_interval(alpha_min, alpha_max)
     with x64_scope():
         moments = MixingMoments(*(jnp.asarray(m, jnp.float64) for m in moments))
-        return _weight_core(
+        return plug_in_weight_core(
             moments,
             jnp.asarray(n_t, jnp.float64),
             jnp.asarray(n_e, jnp.float64),
@@ -438,14 +321,7 @@ def mixing_weight_from_moments(
 def init_mixing_state() -> MixingState:
     """Empty running-moment state for :func:`update_mixing_state` (float64)."""
     with x64_scope():
-        zero = jnp.zeros((), jnp.float64)
-        return MixingState(MixingMoments(zero, zero, zero, zero, zero), zero, jnp.zeros((), int))
-
-
-@jax.jit
-def _ema(state: MixingState, new: MixingMoments, decay) -> MixingState:
-    moments = jax.tree_util.tree_map(lambda s, x: decay * s + (1 - decay) * x, state.moments, new)
-    return MixingState(moments, decay * state.weight + (1 - decay), state.count + 1)
+        return zero_mixing_state(jnp.float64)
 
 
 def update_mixing_state(
@@ -489,7 +365,7 @@ def update_mixing_state(
         reference=reference,
     )
     with x64_scope():
-        return _ema(state, new, jnp.asarray(decay, jnp.float64))
+        return ema_update(state, new, jnp.asarray(decay, jnp.float64))
 
 
 def online_mixing_weight(
@@ -536,7 +412,7 @@ def online_mixing_weight(
             "the mixing state has no data yet (count = 0). Call update_mixing_state first."
         )
     with x64_scope():
-        moments = jax.tree_util.tree_map(lambda m: m / state.weight, state.moments)
+        moments = debias_moments(state)
     return mixing_weight_from_moments(
         moments, n_t, n_e, bias_model=bias_model, alpha_min=alpha_min, alpha_max=alpha_max
     )

@@ -1,6 +1,10 @@
 """Actor losses for the mixture policy: the PMOE frequency gradient, Gumbel-softmax and
 the score function, plus the unimodal tanh-Gaussian SAC loss.
 
+The frequency approximate gradient is PMOE's estimator (Ren et al. 2021, arXiv 2104.09122),
+implemented as in the official code (rlkit-pmoe, ``PMOESACTrainer.train_from_torch``); the
+Gumbel-softmax and score-function estimators are the paper's comparison arms.
+
 Each loss takes the policy distribution for a batch of states, a critic ``q_fn(obs, act)``
 returning ``min(Q1, Q2)`` of shape (N,), the temperature ``alpha`` and a PRNG key, and returns
 an :class:`ActorLoss`. The functions are pure and are traced inside the jitted SAC update;
@@ -68,7 +72,7 @@ class ActorLoss(NamedTuple):
 def evaluate_candidates(q_fn: QFn, obs: jax.Array, actions: jax.Array) -> jax.Array:
     """Critic values of K candidate actions per state: obs (B, S), actions (B, K, A) -> (B, K).
 
-    The observations are repeated to (B*K, S) so the critic runs once (PMOE note, section 8).
+    The observations are repeated to (B*K, S) so the critic runs once on all candidates.
     """
     B, K, A = actions.shape
     q = q_fn(jnp.repeat(obs, K, axis=0), actions.reshape(B * K, A))
@@ -87,8 +91,9 @@ def frequency_weight_loss(weights: jax.Array, winners: jax.Array) -> jax.Array:
 
         L_w = \frac{1}{BK}\sum_{s,k}\big(w_k(s) - \mathbb 1[k = k^*(s)]\big)^2
 
-    (PMOE note, section 3, step 5; rlkit-pmoe HEAD d5649d6.) For fixed ``s`` its minimiser
-    is :math:`w_k(s) = P(k^* = k \mid s)`, the winning frequencies.
+    (the mean-reduced form of the official code since rlkit-pmoe commit d5649d6; not a
+    cross-entropy.) For fixed ``s`` its minimiser is :math:`w_k(s) = P(k^* = k \mid s)`, the
+    winning frequencies.
 
     Examples
     --------
@@ -182,7 +187,7 @@ def frequency_actor_loss(
     routing: str = "argmax",
     entropy: str = "primitive",
 ) -> ActorLoss:
-    r"""PMOE's frequency approximate gradient (PMOE note, section 3, steps 1-5).
+    r"""PMOE's frequency approximate gradient, as in the official code.
 
     .. math::
 
@@ -202,7 +207,7 @@ def frequency_actor_loss(
     attains it, a second, wide primitive still wins with lucky samples that land on a peak
     (where :math:`\partial Q/\partial a = 0`, so it never moves) and keeps a routing
     weight equal to its win rate, which ``"sample"``-mode acting then spends on its bad
-    mean (the dead-primitive effect of the note, section 3; ``BENCHMARKS.md``).
+    mean.
 
     Maximum-entropy correction (``routing="boltzmann"``, ``entropy="mixture"``; ours, not
     in the paper's code): the objective of SAC for the mixture,
@@ -279,7 +284,7 @@ def gumbel_actor_loss(
     temperature=1.0,
     hard: bool = True,
 ) -> ActorLoss:
-    r"""Gumbel-softmax reparameterisation of the primitive choice (PMOE note, section 6).
+    r"""Gumbel-softmax reparameterisation of the primitive choice (a comparison arm of PMOE).
 
     .. math::
 
@@ -317,7 +322,7 @@ def score_actor_loss(
     key: jax.Array,
     weight_coef=1.0,
 ) -> ActorLoss:
-    r"""Score-function (likelihood-ratio) gradient for the mixing weights (note, section 6).
+    r"""Score-function (likelihood-ratio) gradient for the mixing weights (a PMOE comparison arm).
 
     .. math::
 
@@ -330,7 +335,7 @@ def score_actor_loss(
 
     The means and scales get the reparameterised gradient on the sampled primitive. The
     baseline includes the entropy term so that it is the expectation of the return being
-    differentiated (the note's ``b = sum_j w_j Q_j`` is also unbiased; ours has lower
+    differentiated (the plain ``b = sum_j w_j Q_j`` is also unbiased; this one has lower
     variance when ``alpha`` is large).
     """
     key_k, key_eps = jax.random.split(key)

@@ -7,8 +7,7 @@ import pathlib
 import jax
 import numpy as np
 
-from mixtures.estimators import toy
-from mixtures.estimators._mixing import mixing_mse
+from mixtures.gradmix import mixing_mse, toy
 
 __all__ = ["run_demo"]
 

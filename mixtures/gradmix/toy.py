@@ -1,15 +1,18 @@
 r"""Exact, enumerable test bed for mixing trace and empty-trace preference gradients.
 
-A log-linear "reasoning policy" (BVPO note, section 7): prompts ``x in {0..3}``, answers
-``y in {0..4}``, reasoning traces over ``{G, B}`` of length 0..6 (127 traces, index 0 is
-the empty trace), generated autoregressively with actions ``{G, B, STOP}`` (STOP forced at
-length 6). The answer depends on the trace through ``s(r) = 0`` (empty) else
-``1 + min(#G, 3)``. 78 parameters laid out row-major as ``tok[4, 3], len[7, 3], ansx[4, 5],
-anss[5, 5]``; action logits ``tok[x] + len[l]``, answer logits ``ansx[x] + anss[s]``.
+A small log-linear "reasoning policy" in which every quantity of BVPO (Zhu et al. 2025,
+arXiv 2510.05095) can be enumerated: prompts ``x in {0..3}``, answers ``y in {0..4}``,
+reasoning traces over ``{G, B}`` of length 0..6 (127 traces, index 0 is the empty trace),
+generated autoregressively with actions ``{G, B, STOP}`` (STOP forced at length 6). The
+answer depends on the trace through ``s(r) = 0`` (empty) else ``1 + min(#G, 3)``. 78
+parameters laid out row-major as ``tok[4, 3], len[7, 3], ansx[4, 5], anss[5, 5]``; action
+logits ``tok[x] + len[l]``, answer logits ``ansx[x] + anss[s]`` (``ansx`` is shared by the
+empty and the traced mode, like one language model with two modes).
 
 Everything is computed by enumeration in float64: the marginal DPO objective ``L_m``, its
 gradient ``mu``, and mean, bias, covariance trace and cross-covariance of the trace-based
-estimator ``g_t`` (Eq. 1, posterior traces) and of the empty-trace estimator ``g_e``.
+estimator ``g_t`` (BVPO Eq. 1, traces drawn from the reference posterior) and of the
+empty-trace estimator ``g_e``.
 
 Examples
 --------
@@ -30,14 +33,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from mixtures.base import to_numpy, x64_scope
-from mixtures.estimators._mixing import (
-    MixingMoments,
-    MixingState,
-    _ema,
-    _moments_core,
-    _weight_core,
-    _weight_from_abc,
+from mixtures.base import random_state_to_generator, to_numpy, x64_scope
+from mixtures.gradmix._core import (
+    BIAS_MODELS,
+    debias_moments,
+    ema_update,
+    moments_core,
+    plug_in_weight_core,
+    weight_from_mse_terms,
+    zero_mixing_state,
 )
 
 __all__ = [
@@ -267,7 +271,7 @@ def _best_worst_pairs(probs: np.ndarray, rewards: np.ndarray, n: int) -> np.ndar
 
 
 def make_world(reason_gain: float = 0.35, *, seed: int = 0, beta: float = 1.0) -> ToyWorld:
-    """Build the reference world of the BVPO note (section 7), deterministic in ``seed``.
+    """Build the reference world, deterministic in ``seed``.
 
     Draws, with ``numpy.random.default_rng(seed)`` in this order: rewards
     ``R[x] = permutation(5)``; ``tok ~ N(0, 0.5^2)`` with ``tok[:, STOP] -= 1.5``;
@@ -278,8 +282,10 @@ def make_world(reason_gain: float = 0.35, *, seed: int = 0, beta: float = 1.0) -
     Parameters
     ----------
     reason_gain : float, default=0.35
-        How much reasoning helps (the note also uses 1.5).
+        How much reasoning helps (1.5 gives a world where reasoning matters more).
     seed : int, default=0
+        Seed of the NumPy generator (any ``random_state`` accepted by
+        :func:`mixtures.base.random_state_to_generator`).
     beta : float, default=1.0
         DPO inverse temperature.
 
@@ -289,7 +295,7 @@ def make_world(reason_gain: float = 0.35, *, seed: int = 0, beta: float = 1.0) -
     """
     if beta <= 0:
         raise ValueError(f"beta must be > 0; got {beta}.")
-    rng = np.random.default_rng(seed)
+    rng = random_state_to_generator(seed)
     rewards = np.stack([rng.permutation(N_ANSWERS) for _ in range(N_PROMPTS)])
     tok = rng.normal(0.0, 0.5, size=(N_PROMPTS, N_ACTIONS))
     tok[:, 2] -= 1.5
@@ -410,7 +416,7 @@ def _exact_core(world, theta, lp, G, batch_size, *, shared_pairs: bool) -> Exact
     bt, be = mean_t - mu, mean_e - mu
     n = batch_size
     mse_t, mse_e, cross = bt @ bt + tr_t / n, be @ be + tr_e / n, bt @ be + tr_te / n
-    mix = _weight_from_abc(mse_t, mse_e, cross, 0.0, 1.0)
+    mix = weight_from_mse_terms(mse_t, mse_e, cross, 0.0, 1.0)
     return ExactMoments(
         _objective(world, theta), mu, mean_t, mean_e, bt, be, tr_t, tr_e, tr_te, tr_t_traces,
         mse_t, mse_e, cross, mix.alpha_unclipped, mix.alpha, mix.mse,
@@ -524,7 +530,10 @@ def sample_gradients(
 def gradient_descent(
     world: ToyWorld, n_steps: int = 60, step_size: float = 2.0, theta: Any = None
 ) -> Array:
-    """Exact gradient descent on ``L_m`` (the note's "moved" theta: 60 steps of 2.0)."""
+    """Exact gradient descent on ``L_m``, by default from ``theta_ref``.
+
+    60 steps of size 2.0 give a policy away from the reference, where ``g_t`` is biased.
+    """
     with x64_scope():
         theta = world.theta_ref if theta is None else jnp.asarray(theta, jnp.float64)
         out = _gd_jit(world, theta, jnp.asarray(step_size, jnp.float64), n_steps=n_steps)
@@ -557,7 +566,7 @@ def _sgd_jit(world, theta0, key, step_size, alpha_fixed, decay, *, method, n_ste
              batch_size, probe_size, bias_model):  # fmt: skip
     grad = jax.grad(_objective, argnums=1)
     zero = jnp.zeros((), theta0.dtype)
-    state0 = MixingState(MixingMoments(zero, zero, zero, zero, zero), zero, jnp.zeros((), int))
+    state0 = zero_mixing_state(theta0.dtype)
 
     def body(carry, k):
         theta, state = carry
@@ -581,11 +590,12 @@ def _sgd_jit(world, theta0, key, step_size, alpha_fixed, decay, *, method, n_ste
             else:  # online: running moments, rows share the prompt -> paired
                 probe = batch if batch_size >= 2 else _sample(world, lp, G, kp, probe_size, False)
                 one = jnp.ones((), theta.dtype)
-                new = _moments_core(probe.grads_t, probe.grads_e, None, one, one, paired=True)
-                state = _ema(state, new, decay)
-                moments = jax.tree_util.tree_map(lambda m: m / state.weight, state.moments)
+                new = moments_core(probe.grads_t, probe.grads_e, None, one, one, paired=True)
+                state = ema_update(state, new, decay)
                 nb = jnp.asarray(batch_size, theta.dtype)
-                alpha = _weight_core(moments, nb, nb, 0.0, 1.0, bias_model=bias_model).alpha
+                alpha = plug_in_weight_core(
+                    debias_moments(state), nb, nb, 0.0, 1.0, bias_model=bias_model
+                ).alpha
             g = alpha * gt + (1 - alpha) * ge
         out = (_objective(world, theta), mu @ mu, alpha)
         return (theta - step_size * g, state), out
@@ -610,7 +620,7 @@ def run_sgd(
     decay: float = 0.9,
     theta: Any = None,
 ) -> SGDResult:
-    r"""Plain SGD on the toy with one of the gradient estimators (Theorem 3 setting).
+    r"""Plain SGD on the toy with one of the gradient estimators (the setting of BVPO Theorem 3).
 
     .. math:: \theta_{k+1} = \theta_k - \eta\, g_c(\theta_k)
 
@@ -621,7 +631,7 @@ def run_sgd(
     method : {"exact", "trace", "empty", "fixed", "oracle", "online"}
         ``exact``: ``mu``; ``trace``/``empty``: ``g_t``/``g_e``; ``fixed``: weight ``alpha``;
         ``oracle``: the exact batch-aware ``alpha_k*`` at every step; ``online``: the
-        running-moment estimate (:func:`~mixtures.estimators.online_mixing_weight` with
+        running-moment estimate (:func:`~mixtures.gradmix.online_mixing_weight` with
         ``bias_model``), from the update batch if ``batch_size >= 2`` else from an extra
         probe batch of ``probe_size`` examples.
     step_size : float
@@ -629,7 +639,9 @@ def run_sgd(
     n_steps, batch_size : int, default=150, 1
     alpha : float, default=0.5
         Weight for ``fixed``.
-    bias_model : str, default="unbiased_trace"
+    bias_model : {"unbiased_trace", "variance_only", "reference"}, default="unbiased_trace"
+        Bias model of ``online`` (see :func:`~mixtures.gradmix.mixing_weight_from_moments`);
+        ``"reference"`` has no reference gradient here, so its bias term is 0.
     probe_size : int, default=8
     decay : float, default=0.9
         EMA decay of the online moments.
@@ -642,6 +654,8 @@ def run_sgd(
     """
     if method not in SGD_METHODS:
         raise ValueError(f"method must be one of {SGD_METHODS}; got {method!r}.")
+    if bias_model not in BIAS_MODELS:
+        raise ValueError(f"bias_model must be one of {BIAS_MODELS}; got {bias_model!r}.")
     if batch_size < 1 or n_steps < 1 or probe_size < 2:
         raise ValueError(
             f"need batch_size >= 1, n_steps >= 1, probe_size >= 2; got {batch_size}, "

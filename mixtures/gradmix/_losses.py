@@ -240,7 +240,7 @@ def bvpo_loss(
     .. math:: L_c = \alpha L_t + (1 - \alpha) L_e,\qquad g_c = \alpha g_t + (1-\alpha) g_e
 
     ``alpha`` is traced and gradient-stopped, so a weight re-estimated every step (e.g.
-    :func:`~mixtures.estimators.online_mixing_weight`) neither recompiles nor receives
+    :func:`~mixtures.gradmix.online_mixing_weight`) neither recompiles nor receives
     gradient. The paper's fixed ``alpha = 0.5`` is *not* guaranteed to beat either
     component; only the MSE-optimal weight is (Theorem 2).
 
