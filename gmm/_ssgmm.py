@@ -22,8 +22,7 @@ from mixtures.base import (
     validate_semi_labels,
     x64_scope,
 )
-from mixtures.bayesian_gmm import fit_mixture_nuts, fit_mixture_svi
-from mixtures.diagnostics import check_convergence
+from mixtures.bayesian_gmm import BAYESIAN_PARAMETER_CONSTRAINTS, fit_mixture_posterior
 from mixtures.em import (
     GaussianMixtureParams,
     check_initial_parameters,
@@ -187,6 +186,8 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         Posterior draws with the ``log_likelihood`` and ``observed_data`` groups (NUTS, SVI).
     posterior_samples_ : dict of str to ndarray or None
         The draws used for prediction.
+    svi_losses_ : ndarray or None
+        Negative ELBO per SVI step.
 
     References
     ----------
@@ -294,13 +295,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         "precisions_init": ["array-like", None],
         "random_state": RANDOM_STATE,
         "inference": [StrOptions({"em", "nuts", "svi"})],
-        "weight_concentration_prior": [Interval(numbers.Real, 0.0, None, closed="neither")],
-        "num_warmup": [Interval(numbers.Integral, 1, None, closed="left")],
-        "num_samples": [Interval(numbers.Integral, 1, None, closed="left")],
-        "num_chains": [Interval(numbers.Integral, 1, None, closed="left")],
-        "num_steps": [Interval(numbers.Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(numbers.Real, 0.0, None, closed="neither")],
-        "num_draws": [Interval(numbers.Integral, 1, None, closed="left")],
+        **BAYESIAN_PARAMETER_CONSTRAINTS,
         "verbose": ["verbose"],
     }
 
@@ -480,7 +475,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
                 "prior='maximum_likelihood' has no NIW evidence, which the split/merge moves "
                 "need; pass split_merge=False, or a proper prior (None, 'empirical_bayes')."
             )
-        y = validate_semi_labels(y, n, self.n_components)
+        y = validate_semi_labels(y, n, self.n_components, contiguous=True)
         known = np.unique(y[y >= 0])
         n_fixed = int(known.max()) + 1 if known.size else 0
         if n_fixed > n:
@@ -549,6 +544,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         self.labels_ = labels  # the hard partition scored last (history_["log_posterior"])
         self.inference_data_ = None
         self.posterior_samples_ = None
+        self.svi_losses_ = None
         self.history_ = history
         self.lower_bound_ = lb
         self.n_iter_ = n_iter
@@ -559,29 +555,12 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
 
     def _fit_bayesian(self, X, y, n_known):
         """NUTS / SVI on the shared Bayesian mixture at the fitted K, from the EM solution."""
-        settings = dict(
-            y=y, n_known=n_known, covariance_type=self.covariance_type,
-            concentration=self.weight_concentration_prior, num_draws=self.num_draws,
-            key=random_state_to_key(random_state_to_generator(self.random_state)),
-            verbose=self.verbose,
-        )  # fmt: skip
-        with x64_scope():
-            start = GaussianMixtureParams(
-                *(jnp.asarray(a) for a in (self.weights_, self.means_, self.covariances_))
-            )
-            if self.inference == "nuts":
-                fit = fit_mixture_nuts(
-                    X, start, num_warmup=self.num_warmup, num_samples=self.num_samples,
-                    num_chains=self.num_chains, **settings,
-                )  # fmt: skip
-                check_convergence(fit.inference_data, var_names=["weights", "means"])
-            else:
-                fit = fit_mixture_svi(
-                    X, start, num_steps=self.num_steps, learning_rate=self.learning_rate,
-                    **settings,
-                )  # fmt: skip
+        key = random_state_to_key(random_state_to_generator(self.random_state))
+        start = (self.weights_, self.means_, self.covariances_)
+        fit = fit_mixture_posterior(self, X, start, y=y, n_known=n_known, key=key)
         self.inference_data_ = fit.inference_data
         self.posterior_samples_ = fit.draws
+        self.svi_losses_ = fit.losses
         self.converged_ = fit.converged
         self.weights_ = fit.draws["weights"].mean(0)
         self.means_ = fit.draws["means"].mean(0)

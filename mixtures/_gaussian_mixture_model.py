@@ -28,8 +28,7 @@ from mixtures.base import (
     to_numpy,
     x64_scope,
 )
-from mixtures.bayesian_gmm import fit_mixture_nuts, fit_mixture_svi
-from mixtures.diagnostics import check_convergence
+from mixtures.bayesian_gmm import BAYESIAN_PARAMETER_CONSTRAINTS, fit_mixture_posterior
 from mixtures.em import (
     GaussianMixtureParams,
     check_initial_parameters,
@@ -140,13 +139,7 @@ class GaussianMixtureModel(MixtureMixin, MixprocEstimator):
         "weights_init": ["array-like", None],
         "means_init": ["array-like", None],
         "precisions_init": ["array-like", None],
-        "weight_concentration_prior": [Interval(numbers.Real, 0.0, None, closed="neither")],
-        "num_warmup": [Interval(numbers.Integral, 1, None, closed="left")],
-        "num_samples": [Interval(numbers.Integral, 1, None, closed="left")],
-        "num_chains": [Interval(numbers.Integral, 1, None, closed="left")],
-        "num_steps": [Interval(numbers.Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(numbers.Real, 0.0, None, closed="neither")],
-        "num_draws": [Interval(numbers.Integral, 1, None, closed="left")],
+        **BAYESIAN_PARAMETER_CONSTRAINTS,
         "random_state": RANDOM_STATE,
         "verbose": ["verbose"],
     }
@@ -238,27 +231,8 @@ class GaussianMixtureModel(MixtureMixin, MixprocEstimator):
                 )
             self._set_point_params(params)
             return self
-        settings = dict(
-            covariance_type=self.covariance_type,
-            concentration=self.weight_concentration_prior,
-            num_draws=self.num_draws,
-            key=key,
-            verbose=self.verbose,
-        )
-        with x64_scope():
-            start = GaussianMixtureParams(*(jnp.asarray(p) for p in params))
-            if self.inference == "nuts":
-                fit = fit_mixture_nuts(
-                    X, start, num_warmup=self.num_warmup, num_samples=self.num_samples,
-                    num_chains=self.num_chains, **settings,
-                )  # fmt: skip
-                check_convergence(fit.inference_data, var_names=["weights", "means"])
-            else:
-                fit = fit_mixture_svi(
-                    X, start, num_steps=self.num_steps, learning_rate=self.learning_rate,
-                    **settings,
-                )  # fmt: skip
-                self.svi_losses_ = fit.losses
+        fit = fit_mixture_posterior(self, X, params, key=key)
+        self.svi_losses_ = fit.losses
         self.inference_data_ = fit.inference_data
         self.converged_ = fit.converged
         draws = fit.draws

@@ -35,6 +35,7 @@ __all__ = [
     "RANDOM_STATE",
     "MixprocEstimator",
     "check_finite_result",
+    "check_no_overflow",
     "random_state_to_generator",
     "random_state_to_key",
     "random_state_to_random_state",
@@ -58,7 +59,8 @@ def x64_scope() -> Iterator[None]:
 
     Examples
     --------
-    >>>     >>> with x64_scope():
+    >>> import jax.numpy as jnp
+    >>> with x64_scope():
     ...     jnp.ones(2, dtype=jnp.float64).dtype
     dtype('float64')
     """
@@ -174,7 +176,38 @@ def random_state_to_key(random_state: Any) -> jax.Array:
         return jax.random.PRNGKey(seed % (2**32))
 
 
-def validate_semi_labels(y, n_samples: int, n_components: int | None = None) -> np.ndarray:
+def check_no_overflow(X, name: str = "X") -> None:
+    """Raise ``ValueError`` when ``X`` is so large that squares and sums of it overflow.
+
+    Every model here forms squared distances, scatter matrices or kernels, which overflow
+    float64 (about 1.8e308) long before ``X`` itself does: with ``max|x| > 1e150`` a squared
+    norm is already infinite, and the failure would surface later as a wrong clustering,
+    NaN predictions or a "singular covariance". Say what happened instead.
+
+    Examples
+    --------
+    >>> check_no_overflow(np.ones((3, 2)))
+    >>> try:
+    ...     check_no_overflow(np.full((3, 2), 1e300))
+    ... except ValueError as err:
+    ...     print(str(err)[:44])
+    X has entries up to 1e+300 in absolute value
+    """
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "fc" or arr.size == 0:
+        return
+    biggest = float(np.max(np.abs(arr)))
+    if biggest > 1e150:
+        raise ValueError(
+            f"{name} has entries up to {biggest:.3g} in absolute value: squared distances and "
+            "covariances of such values overflow float64. Scale the data first, e.g. with "
+            "sklearn.preprocessing.StandardScaler."
+        )
+
+
+def validate_semi_labels(
+    y, n_samples: int, n_components: int | None = None, *, contiguous: bool = False
+) -> np.ndarray:
     """Check semi-supervised labels: ints >= -1 (``-1`` = unlabelled), one per sample.
 
     ``-1`` marks an unlabelled sample, as in ``sklearn.semi_supervised``; ``None`` means no
@@ -183,8 +216,10 @@ def validate_semi_labels(y, n_samples: int, n_components: int | None = None) -> 
     Raises
     ------
     ValueError
-        On a shape mismatch, non-integer values, labels below -1, or labels
-        ``>= n_components`` when the number of components is fixed.
+        On a shape mismatch, non-integer values, labels below -1, labels
+        ``>= n_components`` when the number of components is fixed, or (``contiguous``)
+        known-class ids that are not exactly ``0..L-1`` (a model with one component per
+        known class would otherwise hold empty "known" components).
 
     Examples
     --------
@@ -216,6 +251,13 @@ def validate_semi_labels(y, n_samples: int, n_components: int | None = None) -> 
         raise ValueError(
             f"y must be >= -1 (-1 marks an unlabelled sample); got min {y.min()}. "
             "Encode classes as 0..L-1."
+        )
+    known = np.unique(y[y >= 0])
+    if contiguous and not np.array_equal(known, np.arange(known.size)):
+        shown = ", ".join(map(str, known[:10])) + (", ..." if known.size > 10 else "")
+        raise ValueError(
+            f"the known classes must be numbered 0..L-1; got ids {{{shown}}}. Re-encode them, "
+            "e.g. y[y >= 0] = sklearn.preprocessing.LabelEncoder().fit_transform(y[y >= 0])."
         )
     if n_components is not None and y.size and y.max() >= n_components:
         raise ValueError(
@@ -268,8 +310,12 @@ class MixprocEstimator(BaseEstimator):
         check_params.setdefault("dtype", np.float64)
         check_params.setdefault("ensure_all_finite", True)
         if y is None:
-            return validate_data(self, X, reset=reset, **check_params)
-        return validate_data(self, X, y, reset=reset, **check_params)
+            out = validate_data(self, X, reset=reset, **check_params)
+            check_no_overflow(out)
+            return out
+        out = validate_data(self, X, y, reset=reset, **check_params)
+        check_no_overflow(out[0])
+        return out
 
     def _validate_params(self):
         """scikit-learn's ``_parameter_constraints`` check, plus: ``True``/``False`` are not

@@ -34,6 +34,7 @@ structure and data shape.
 from __future__ import annotations
 
 import functools
+import numbers
 from functools import partial
 from typing import NamedTuple
 
@@ -46,15 +47,18 @@ from jax.scipy.special import logsumexp
 from numpyro import handlers
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
+from sklearn.utils._param_validation import Interval
 
-from mixtures.base import check_finite_result
+from mixtures.base import check_finite_result, x64_scope
 from mixtures.diagnostics import check_convergence, draws_to_inference_data, to_inference_data
 from mixtures.distributions import GaussianMixture
 from mixtures.em import GaussianMixtureParams
 from mixtures.inference import run_nuts, run_svi
 
 __all__ = [
+    "BAYESIAN_PARAMETER_CONSTRAINTS",
     "BayesianFit",
+    "fit_mixture_posterior",
     "fit_mixture_nuts",
     "fit_mixture_svi",
     "mixture_hyperparameters",
@@ -367,3 +371,44 @@ def fit_mixture_svi(
         draws, log_likelihood={"obs": ll}, observed_data={"obs": np.asarray(X)}
     )
     return BayesianFit(draws, idata, converged, losses)
+
+
+#: ``_parameter_constraints`` of the Bayesian settings every mixture estimator shares.
+BAYESIAN_PARAMETER_CONSTRAINTS = {
+    "weight_concentration_prior": [Interval(numbers.Real, 0.0, None, closed="neither")],
+    "num_warmup": [Interval(numbers.Integral, 1, None, closed="left")],
+    "num_samples": [Interval(numbers.Integral, 1, None, closed="left")],
+    "num_chains": [Interval(numbers.Integral, 1, None, closed="left")],
+    "num_steps": [Interval(numbers.Integral, 1, None, closed="left")],
+    "learning_rate": [Interval(numbers.Real, 0.0, None, closed="neither")],
+    "num_draws": [Interval(numbers.Integral, 1, None, closed="left")],
+}
+
+
+def fit_mixture_posterior(
+    estimator, X, params: GaussianMixtureParams, *, y=None, n_known: int = 0, key
+) -> BayesianFit:
+    """NUTS or SVI (``estimator.inference``) with the estimator's Bayesian settings.
+
+    ``estimator`` holds the settings of :data:`BAYESIAN_PARAMETER_CONSTRAINTS`,
+    ``covariance_type`` and ``verbose``. A NUTS fit that fails a convergence check (R-hat,
+    ESS, divergences of the weights and means) warns with what failed. Runs in float64.
+    """
+    e = estimator
+    settings = dict(
+        y=y, n_known=n_known, covariance_type=e.covariance_type,
+        concentration=e.weight_concentration_prior, num_draws=e.num_draws, key=key,
+        verbose=e.verbose,
+    )  # fmt: skip
+    with x64_scope():
+        start = GaussianMixtureParams(*(jnp.asarray(p) for p in params))
+        if e.inference == "nuts":
+            fit = fit_mixture_nuts(
+                X, start, num_warmup=e.num_warmup, num_samples=e.num_samples,
+                num_chains=e.num_chains, **settings,
+            )  # fmt: skip
+            check_convergence(fit.inference_data, var_names=["weights", "means"])
+            return fit
+        return fit_mixture_svi(
+            X, start, num_steps=e.num_steps, learning_rate=e.learning_rate, **settings
+        )

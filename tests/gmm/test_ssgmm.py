@@ -343,3 +343,21 @@ def test_nuts_and_svi_at_fixed_k_clamp_the_labelled_samples():
     svi = SemiSupervisedGMM(3, inference="svi", num_steps=600, **kw).fit(X, y)
     np.testing.assert_allclose(svi.means_[:2], em.means_[:2], atol=0.5)
     assert svi.posterior_samples_["means"].shape == (200, 3, 2)
+
+
+def test_first_hour_errors_instead_of_silent_answers():
+    """Issue items: known labels 5 and 7 gave 8 components with 6 empty known classes;
+    p_fixed=2 and tol=-1 were accepted; data near overflow gave wrong clusterings."""
+    X, yt = _blobs(k=2, d=2, n=20)
+    y = np.where(np.arange(len(X)) % 3 == 0, np.where(yt == 0, 5, 7), -1)
+    with pytest.raises(ValueError, match=r"numbered 0..L-1; got ids \{5, 7\}"):
+        SemiSupervisedGMM(split_merge=False).fit(X, y)
+    with pytest.raises(ValueError, match="p_fixed"):
+        SemiSupervisedGMM(2, acceptance="gpc", p_fixed=2).fit(X)
+    with pytest.raises(ValueError, match="tol"):
+        SemiSupervisedKMeans(2, tol=-1).fit(X)
+    from mixtures import GaussianMixtureModel
+
+    for est in (SemiSupervisedKMeans(2), SemiSupervisedGMM(2), GaussianMixtureModel(2)):
+        with pytest.raises(ValueError, match="overflow float64. Scale the data"):
+            est.fit(X * 1e300)
