@@ -211,6 +211,14 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
         X = self._validate_X(X, reset=False)
         return squared_distances(X, self.cluster_centers_).argmin(1)
 
+    def score(self, X, y=None):
+        """Opposite of the k-means objective on ``X`` (higher is better), as
+        ``sklearn.cluster.KMeans.score``: minus the sum of squared distances of each sample
+        to its nearest centre. Labels are not used."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return -float(squared_distances(X, self.cluster_centers_).min(1).sum())
+
 
 def estimate_n_clusters(
     X,

@@ -361,3 +361,15 @@ def test_first_hour_errors_instead_of_silent_answers():
     for est in (SemiSupervisedKMeans(2), SemiSupervisedGMM(2), GaussianMixtureModel(2)):
         with pytest.raises(ValueError, match="overflow float64. Scale the data"):
             est.fit(X * 1e300)
+
+
+def test_ss_kmeans_score_is_sklearn_kmeans_score_and_grid_search_works():
+    from sklearn.model_selection import GridSearchCV
+
+    X, _ = _blobs(k=3, d=2, n=30, spread=4.0)
+    C = X[[0, 30, 60]]
+    ss = SemiSupervisedKMeans(3, init=C).fit(X)
+    sk = KMeans(3, init=C, n_init=1).fit(X)
+    assert ss.score(X[:17]) == pytest.approx(sk.score(X[:17]), rel=1e-10)
+    grid = GridSearchCV(SemiSupervisedKMeans(random_state=0), {"n_clusters": [2, 3, 6]}).fit(X)
+    assert grid.best_params_["n_clusters"] == 6  # the objective always prefers more clusters
