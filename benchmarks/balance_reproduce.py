@@ -1,14 +1,14 @@
 """Reproduce the shape of auxiliary-loss-free load balancing (arXiv 2408.15664, 2512.03915).
 
 Part 1 (synthetic, CPU minutes): router-score streams s = sigmoid(mu_i + drift_i(n) + xi) with a
-Zipf-like skew mu_i = -c log(i + 1) (note C1): frozen, i.i.d. and drifting (sinusoidal drift plus
+Zipf-like skew mu_i = -c log(i + 1): frozen, i.i.d. and drifting (sinusoidal drift plus
 an expert permutation every 200 batches). Bias arms: no bias, sign rule (u sweep), magnitude
 rule, dual subgradient with constant / 1/sqrt(n) / 1/n steps. Reported: MaxVio_batch over time,
 the dual gap D(p_n) - OPT_LP against the exact LP (HiGHS), whether the Lagrangian D(p_n) (and
 the routed objective) is monotone per step, the cumulative regret against the best fixed p in
 hindsight (an LP on the concatenated stream) with its growth on log axes, and the aux-loss
 alpha sweep against Loss-Free (u sweep) with a trainable router on a skewed and on a drifting
-affinity stream (note C4). ``--figures DIR`` writes the curves as PNGs.
+affinity stream. ``--figures DIR`` writes the curves as PNGs.
 
 Part 2 (tiny MoE LM): byte-level decoder-only Transformer, 16 routed experts top-2 + 1 shared
 expert, sigmoid gate with renormalised top-k weights, on Python's own standard-library ``.py``
@@ -19,7 +19,7 @@ layer, counted over 512 windows spread
 evenly over *all* validation files (the first version used the first 16 KB of validation text,
 i.e. two files, which made MaxVio_global a measure of topic shift), plus the same MaxVio on
 held-in training text and MaxVio_batch over training. ``--size cpu`` (2 layers, d = 64,
-context 64) or ``--size note`` (note C5: 4 layers, d = 128, d_ff = 128, context 256; for a GPU).
+context 64) or ``--size note`` (4 layers, d = 128, d_ff = 128, context 256; for a GPU).
 
 Run::
 
@@ -252,7 +252,7 @@ def part_regret(quick, figures=None):
 
 
 def part_aux_sweep(quick, figures=None):
-    """Note C4: trainable linear router, fixed teacher affinity; quality vs MaxVio.
+    """Trainable linear router, fixed teacher affinity; quality vs MaxVio.
 
     Two streams: ``skewed`` (fixed Zipf-like skew of the teacher affinity) and ``drift`` (the
     skew's expert order is permuted every 150 steps and a slow sinusoid is added).
@@ -272,7 +272,7 @@ def part_aux_sweep(quick, figures=None):
         skews[kind] = jnp.asarray(s, jnp.float32)
     print(
         f"\n## Aux loss (alpha sweep) vs Loss-Free (u sweep) with a trainable router "
-        f"(note C4; {steps} steps, T={t}, N={n}, K={k})\n"
+        f"({steps} steps, T={t}, N={n}, K={k})\n"
     )
     opt = optax.adam(1e-2)
 
@@ -383,7 +383,7 @@ LM_DEFAULT = ["aux1e-3", "aux1e-2", "lf1e-3", "lf1e-2"]
 LM_SIZES = {
     # name: (layers, d_model, d_ff per expert, context, batch)
     "cpu": (2, 64, 32, 64, 32),
-    "note": (4, 128, 128, 256, 32),  # note C5 (GPU)
+    "note": (4, 128, 128, 256, 32),  # for a GPU; the name is kept for BENCHMARKS.md commands
 }
 
 

@@ -202,21 +202,9 @@ def fmt_ci(x) -> str:
 
 
 # --- one run ---------------------------------------------------------------------------------
-def _weights_and_modes(agent, algo: str, obs: np.ndarray):
-    """Mixing weights (n, K) and the primitives' deterministic actions (n, K, A)."""
-    import jax.numpy as jnp
-
-    if algo == "sac":
-        return agent.mixing_weights(obs), agent.primitive_actions(obs)
-    from mixtures.rl._ppo import ppo_distribution
-
-    pi = ppo_distribution(agent.state_.params["actor"], jnp.asarray(obs, jnp.float32))
-    return np.asarray(pi.weights, np.float64), np.clip(np.asarray(pi.means, np.float64), -1, 1)
-
-
 def _visited_states(env_id: str, n: int, seed: int) -> np.ndarray:
     """Observations of random-action rollouts (for mode-usage statistics)."""
-    from mixtures.rl._agent import make_env
+    from mixtures.rl import make_env
 
     env = make_env(env_id)
     env.action_space.seed(seed)
@@ -308,7 +296,7 @@ def run_one(env_name: str, method: str, seed: int, steps: int | None = None) -> 
             if env_name == "bimodal"
             else _visited_states(cfg["id"], 1000, seed + 7)
         )
-        w, modes = _weights_and_modes(agent, algo, obs)
+        w, modes = agent.mixing_weights(obs), agent.primitive_actions(obs)
         w_bar = w.mean(0)
         rec["final_mean_weights"] = w_bar.tolist()
         rec["weight_entropy"] = float(-np.sum(w_bar * np.log(np.maximum(w_bar, 1e-12))))
@@ -320,7 +308,7 @@ def run_one(env_name: str, method: str, seed: int, steps: int | None = None) -> 
     if env_name == "bimodal":
         obs = np.linspace(-1, 1, 200)[:, None].astype(np.float32)
         if METHODS[method]["policy"] == "mixture":
-            w, modes = _weights_and_modes(agent, algo, obs)
+            w, modes = agent.mixing_weights(obs), agent.primitive_actions(obs)
         else:
             modes = agent.predict(obs, mode="sample", random_state=seed)[:, None, :]
             w = np.ones((len(obs), 1))

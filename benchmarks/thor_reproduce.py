@@ -33,8 +33,8 @@ Arms (Switch and THOR with the same E have the same expert parameters; dense = s
 * extras (not in the default list): ``rdrop`` (THOR with E = 1 = R-Drop, alpha = 5) and
   ``random2`` / ``random4`` (random routing, one pass, no consistency loss).
 
-THOR is decoded with a random expert per sentence (kept fixed through decoding, the note's
-"sentence_fixed"; the released script uses sentence level), a random expert per token, and the
+THOR is decoded with a random expert per sentence (kept fixed through decoding, a true
+per-sentence draw; the released script uses sentence level), a random expert per token, and the
 deterministic "mean" of all experts (an extension, not in the paper); the random modes are
 averaged over ``--draws`` inference seeds and their spread is reported.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import numbers
 import pathlib
 from numbers import Integral, Real
 from typing import Any
@@ -48,13 +47,25 @@ def random_state_to_seed(random_state: Any) -> int:
     (7, 7)
     """
     generator = random_state_to_generator(random_state)  # validates every accepted type
-    if isinstance(random_state, numbers.Integral):
+    if isinstance(random_state, Integral):
         return int(random_state) % _SEED_BOUND
     return int(generator.integers(0, _SEED_BOUND))
 
 
 def make_env(env: Any, env_kwargs: dict | None = None) -> gym.Env:
     """Build a gymnasium environment from an id string or a zero-argument factory.
+
+    Parameters
+    ----------
+    env : str or callable
+        A gymnasium id (the toy tasks ``"mixproc/Bimodal-v0"`` and
+        ``"mixproc/BimodalDeceptive-v0"`` are registered first) or a factory returning an Env.
+    env_kwargs : dict, optional
+        Keyword arguments of ``gymnasium.make`` or of the factory.
+
+    Returns
+    -------
+    gymnasium.Env
 
     Raises
     ------

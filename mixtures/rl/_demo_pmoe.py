@@ -6,8 +6,7 @@ import pathlib
 
 import numpy as np
 
-from mixtures.rl._envs import bimodal_reward
-from mixtures.rl._sac import SAC
+from mixtures.rl import SAC, bimodal_reward
 
 __all__ = ["run_demo"]
 

@@ -205,8 +205,3 @@ class MixturePolicy(dist.Distribution):
     def component_modes(self) -> jax.Array:
         """The primitives' deterministic actions ``tanh(mu_k)``, shape (..., K, A)."""
         return jnp.tanh(self.loc)
-
-    def entropy_of_mean_weights(self) -> jax.Array:
-        r""":math:`H(\bar w)` with :math:`\bar w` the weights averaged over the batch."""
-        w = jnp.mean(self.weights.reshape(-1, self.n_components), 0)
-        return -jnp.sum(jnp.where(w > 0, w * jnp.log(w), 0.0))

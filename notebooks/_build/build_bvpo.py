@@ -1,4 +1,5 @@
 """Build notebooks/bvpo.ipynb (run from the repo root, then execute with nbconvert)."""
+# ruff: noqa: E501  (notebook cell sources are kept as written)
 
 import pathlib
 
@@ -44,7 +45,7 @@ from mixtures.gradmix import (
     update_mixing_state, toy,
 )
 
-world = toy.make_world()                      # reference world of the paper note (gain 0.35)
+world = toy.make_world()                      # the default reference world (gain 0.35)
 moved = toy.gradient_descent(world, n_steps=60, step_size=2.0)
 m_ref = toy.exact_moments(world, world.theta_ref)
 m_mov = toy.exact_moments(world, moved)

@@ -48,7 +48,7 @@ from mixtures.experts import (
 
 rng = np.random.default_rng(0)
 T, N, K = 512, 16, 2
-mu = -0.8 * np.log(np.arange(1, N + 1))                      # Zipf-like skew (note C1)
+mu = -0.8 * np.log(np.arange(1, N + 1))                      # Zipf-like skew
 scores = 1 / (1 + np.exp(-(mu + 0.5 * rng.standard_normal((T, N)))))
 """)
 
@@ -107,7 +107,7 @@ plt.tight_layout(); plt.show()
 md(r"""
 ## THOR vs Switch on a small classification task
 
-The note's cheapest sanity check: an MoE MLP (one expert layer, 4 experts) on the scikit-learn
+The cheapest sanity check: an MoE MLP (one expert layer, 4 experts) on the scikit-learn
 digits. Switch: learned top-1 gate with capacity 1.25 and aux loss $10^{-2}$. THOR: a random
 expert per pass, two passes, $\alpha = 1$; evaluated with the mean of the experts and with a
 random expert per example. Numbers from one seed and a few hundred steps — an illustration, not
@@ -176,8 +176,8 @@ plt.xlabel("expert"); plt.ylabel("tokens"); plt.show()
 """)
 
 md(r"""
-A small spread over random draws and *mean ≈ random* is the note's evidence that the consistency
-term made the experts interchangeable.
+A small spread over random draws and *mean ≈ random* is the evidence that the consistency term
+made the experts interchangeable.
 """)
 
 nb = nbf.v4.new_notebook()

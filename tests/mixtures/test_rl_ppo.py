@@ -58,3 +58,9 @@ def test_pmoe_ppo_learns_bimodal_bandit():
     obs = np.linspace(-1, 1, 200)[:, None]
     greedy = bimodal_reward(agent.predict(obs, mode="argmax")[:, 0]).mean()
     assert greedy > 0.5, greedy
+    # "argmax" acting is the deterministic action of the primitive with the largest weight
+    w, modes = agent.mixing_weights(obs), agent.primitive_actions(obs)
+    assert w.shape == (200, 2) and modes.shape == (200, 2, 1)
+    np.testing.assert_allclose(w.sum(1), 1.0, rtol=1e-6)
+    top = modes[np.arange(200), np.argmax(w, 1)]
+    np.testing.assert_allclose(np.clip(agent.predict(obs, mode="argmax"), -1, 1), top, atol=1e-6)
