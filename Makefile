@@ -14,7 +14,7 @@ uv:
 
 # --inexact keeps the optional `bench` extra when it was installed by `make bench`.
 sync: uv
-	@$(UV) sync --quiet --inexact
+	@$(UV) sync --quiet --inexact --extra rl
 
 lint: sync
 	$(RUN) ruff check mixtures gp gmm tests benchmarks
@@ -31,7 +31,7 @@ demo: sync
 	$(RUN) mixproc demo --output mixproc-demo
 
 bench: uv
-	@$(UV) sync --quiet --inexact --extra bench
+	@$(UV) sync --quiet --inexact --extra rl --extra bench
 	@for script in benchmarks/*.py; do \
 		echo "== $$script"; $(RUN) python $$script || exit 1; \
 	done

@@ -1,10 +1,10 @@
-"""Reproduce the scale-mixture NNGP tables on offline data (note section 8).
+"""Reproduce the scale-mixture NNGP tables of Lee et al. (ICLR 2022) on offline data.
 
 Regression: syn-normal, syn-t (the paper's synthetic sets A/B) and scikit-learn's
 diabetes; NNGP (constant prior) vs inverse gamma vs Burr XII, test NLL in standardised
 units over seeds, noise chosen per prior by validation NLL. Classification: digits with
 corrupted test images and held-out classes {1, 4, 8}, Gaussian likelihood on one-hot
-targets (note section 5a), per-coordinate NLL and accuracy.
+targets as in the paper, per-coordinate NLL and accuracy.
 
 Usage::
 
@@ -52,7 +52,7 @@ def regression(name, X, y, seeds):
                 if best is None or nll < best[0]:
                     best = (nll, reg)
             reg = best[1]
-            # standardised units: add log(y_std) back (note section 10, "NLL units")
+            # standardised units, as the paper's regression tables: add log(y_std) back
             nll = -(reg.log_predictive_density(xte, yte) + np.log(reg.y_std_[0])).mean()
             rows[pname].append(nll)
     return {p: [float(x) for x in v] for p, v in rows.items()}
@@ -65,12 +65,12 @@ def classification(corruptions, n_train, seed=0):
             corr, n_train=n_train, held_out_classes=(1, 4, 8), seed=seed
         )
         res = {}
-        onehot_tr, onehot_te = np.eye(10)[ytr], np.eye(10)[yte]  # C stays 10 (note 5b "ood")
+        onehot_tr, onehot_te = np.eye(10)[ytr], np.eye(10)[yte]  # C stays 10 (held-out classes)
         for pname, prior in PRIORS.items():
             reg = ScaleMixtureNNGPRegressor(
                 prior=prior(), noise=1e-2, normalize_y=False, **KERNEL
             ).fit(xtr, onehot_tr)
-            # per-coordinate NLL of the 0/1 one-hot targets (note section 5a)
+            # per-coordinate NLL of the 0/1 one-hot targets (the paper's score)
             res[pname] = -reg.log_predictive_density(xte, onehot_te).mean()
         pred = np.argmax(reg.predict(xte), axis=1)
         acc = (pred == yte).mean()

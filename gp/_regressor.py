@@ -336,8 +336,8 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         )
 
     def _k(self, x1, x2=None, get="nngp", *, out=None, device=False):
-        """Kernel matrix ``K(x1, x2)`` with the fitted hyperparameters
-        (:meth:`gp._network.NetworkKernel.matrix`)."""
+        """Kernel matrix ``K(x1, x2)`` with the fitted hyperparameters (tiled on one
+        device, sharded over several, in one call with ``device=True``)."""
         return self._network().matrix(x1, x2, get, out=out, device=device)
 
     # ------------------------------------------------------------------ validation
@@ -434,7 +434,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         """Training kernel and its :class:`~gp.posterior.GPStatistics`.
 
         Host: the kernel is written into one C-ordered (n, n) array that the Cholesky
-        factor then overwrites in place (:mod:`gp._linalg`), so ``fit`` holds one (n, n)
+        factor then overwrites in place (blocked LAPACK), so ``fit`` holds one (n, n)
         matrix (a second, the kernel itself, only for ``kernel="ntk"``). Accelerator:
         the kernel, factorisation and solves stay on the device (jitted
         :func:`~gp.posterior.gp_statistics`); only the factor is copied back.

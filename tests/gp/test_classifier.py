@@ -8,6 +8,7 @@ import scipy.integrate
 import scipy.stats as st
 from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import InvalidParameterError
 
 from gp import Constant, InverseGamma, ScaleMixtureNNGPClassifier, ScaleMixtureNNGPRegressor
 from gp._classifier import kl_inverse_gamma
@@ -31,7 +32,7 @@ def test_gaussian_likelihood_is_one_hot_regression():
     proba = clf.predict_proba(XTE)
     np.testing.assert_allclose(proba.sum(1), 1.0)
     # P(class c has the largest latent) vs brute-force Monte Carlo of the shared-scale model
-    mean, var = clf.regressor_._latent(XTE[:5], full_cov=False)
+    mean, var = clf.regressor_.predict_latent(XTE[:5])
     sp = clf.regressor_.scale_posterior_
     rng = np.random.default_rng(0)
     s2 = sp.beta / rng.gamma(sp.alpha, size=100000)
@@ -39,7 +40,7 @@ def test_gaussian_likelihood_is_one_hot_regression():
     mc = np.stack([(f.argmax(-1) == c).mean(0) for c in range(3)], axis=1)
     # binomial MC error <= 0.5/sqrt(1e5) = 1.6e-3; quadrature error is far smaller
     np.testing.assert_allclose(proba[:5], mc, atol=8e-3)
-    # accuracy identical for every prior (note section 5a); reference: logistic-regression
+    # accuracy identical for every prior (the mean is prior-free); reference: logistic-regression
     # level accuracy on iris (>= 0.9 on this split)
     const = ScaleMixtureNNGPClassifier(prior=Constant(1.0), noise=1e-2).fit(XTR, YTR)
     np.testing.assert_array_equal(const.predict(XTE), clf.predict(XTE))
@@ -115,3 +116,48 @@ def test_unknown_labels_raise():
     clf = ScaleMixtureNNGPClassifier().fit(XTR, YTR)
     with pytest.raises(ValueError, match="not seen"):
         clf.log_predictive_density(XTE[:2], [0, 7])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"likelihood": "softmax", "n_inducing": 0}, "'n_inducing'"),
+        ({"likelihood": "probit"}, "'likelihood'"),
+        ({"learning_rate": 0.0}, "'learning_rate'"),
+        ({"n_mc": 0}, "'n_mc'"),
+        ({"max_iter": True}, "'max_iter'"),
+        ({"learn_inducing": 1.0}, "'learn_inducing'"),
+        ({"random_state": "seed"}, "'random_state'"),
+    ],
+)
+def test_invalid_parameters_raise_before_fitting(kwargs, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        ScaleMixtureNNGPClassifier(**kwargs).fit(XTR, YTR)
+
+
+def test_softmax_seeds_numpy_ints_and_generators():
+    """``random_state`` seeds the inducing-point draw and the ELBO's Monte Carlo the same
+    way for a Python int, a NumPy int and a NumPy Generator."""
+
+    def fit(random_state):
+        return ScaleMixtureNNGPClassifier(
+            likelihood="softmax",
+            prior="constant",
+            n_inducing=4,
+            learn_inducing=False,  # inducing_points_ stays the seeded initial draw
+            max_iter=5,
+            random_state=random_state,
+        ).fit(XTR, YTR)
+
+    a, b = fit(0), fit(np.int64(0))
+    np.testing.assert_array_equal(a.inducing_points_, b.inducing_points_)
+    np.testing.assert_array_equal(a.losses_, b.losses_)
+    c, d = fit(3), fit(np.int64(3))
+    np.testing.assert_array_equal(c.inducing_points_, d.inducing_points_)
+    np.testing.assert_array_equal(c.losses_, d.losses_)
+    assert not np.array_equal(a.inducing_points_, c.inducing_points_)
+    # a Generator is used, not replaced by a fixed seed: its first draw is the one
+    # default_rng(3) makes, and a fresh Generator of the same seed reproduces the fit
+    g1, g2 = fit(np.random.default_rng(3)), fit(np.random.default_rng(3))
+    np.testing.assert_array_equal(g1.inducing_points_, c.inducing_points_)
+    np.testing.assert_array_equal(g1.losses_, g2.losses_)

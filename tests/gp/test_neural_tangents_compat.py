@@ -1,7 +1,7 @@
 """neural-tangents on current JAX (through ``gp._neural_tangents``) against closed forms.
 
 Guards the compatibility shim: the analytic NNGP/NTK of stax Dense/ReLU and Dense/Erf
-networks must equal the arc-cosine recursions of note section 9 to 1e-10 in float64,
+networks must equal the arc-cosine recursions (gp._arccos) to 1e-10 in float64,
 and the pieces of neural-tangents mixproc uses (``predict.gradient_descent_mse_ensemble``,
 ``batch``, ``monte_carlo_kernel_fn``, ``empirical_ntk_fn`` implementations 1 and 2) must
 return the right numbers.
@@ -162,7 +162,7 @@ def test_gradient_descent_mse_ensemble_equals_closed_form():
         np.testing.assert_allclose(mean, ks.nngp @ np.linalg.solve(khat, y), rtol=1e-9, atol=1e-10)
         want = kss.nngp - ks.nngp @ np.linalg.solve(khat, ks.nngp.T)
         np.testing.assert_allclose(cov, want, rtol=1e-8, atol=1e-10)
-        # NTK ensemble (note section 6): regularised Theta, unregularised K in the middle
+        # NTK ensemble: regularised Theta, unregularised K in the middle
         mean, cov = predict(None, X2, "ntk", compute_cov=True)
         that = reg(k.ntk)
         a = ks.ntk @ np.linalg.inv(that)

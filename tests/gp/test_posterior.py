@@ -11,11 +11,10 @@ import scipy.stats as st
 from jax.test_util import check_grads
 
 from gp.posterior import (
+    ScalePosterior,
     constant_log_marginal,
     gp_statistics,
     importance_posterior,
-    log_mixture_normal,
-    log_student_t,
     pareto_khat,
     predict_latent,
     quadrature_log_marginal,
@@ -66,7 +65,7 @@ def test_student_t_marginal_equals_scipy_multivariate_t(stats, alpha, beta):
     with x64_scope():
         got = float(student_t_log_marginal(s, alpha, beta))
     want = st.multivariate_t(np.zeros(len(k)), beta / alpha * khat, df=2 * alpha).logpdf(y[:, 0])
-    # both are float64 closed forms of the same density (note section 3)
+    # both are float64 closed forms of the same density (the Student-t process marginal)
     np.testing.assert_allclose(got, want, rtol=1e-10)
 
 
@@ -91,11 +90,10 @@ def test_quadrature_equals_closed_form(stats):
         mean, var = predict_latent(s, jnp.asarray(ks), jnp.asarray(kss))
         var = var[:, None] + float(s.jitter)
         y_star = mean + 0.3
-        lp_quad = log_mixture_normal(y_star, mean, var, quad.log_s2, quad.log_weights)
-        lp_t = log_student_t(
-            y_star, 2 * exact.alpha, mean, jnp.sqrt(exact.beta / exact.alpha * var)
-        )
-    # note section 4: 64 Gauss-Hermite nodes are exact to ~1e-8 for the IG posterior
+        lp_quad = quad.predictive(mean, jnp.sqrt(var)).log_prob(y_star)
+        lp_t = exact.predictive(mean, jnp.sqrt(var)).log_prob(y_star)
+    # 64 Gauss-Hermite nodes over log sigma^2 around the mode: the log posterior of a
+    # 60-point fit is close to quadratic there, and the rule is exact to ~1e-8
     np.testing.assert_allclose(
         quad.log_marginal_likelihood, exact.log_marginal_likelihood, atol=1e-8
     )
@@ -123,7 +121,7 @@ def test_burr_quadrature_matches_importance_sampling(stats):
         quad = quadrature_posterior(s, prior)
         is_ = importance_posterior(s, prior, jax.random.PRNGKey(1), 100000)
     assert quad.error < 1e-6
-    tol = 5 / np.sqrt(is_.ess)  # IS Monte-Carlo error (note: ~2e-5 with 1e6 draws)
+    tol = 5 / np.sqrt(is_.ess)  # IS Monte-Carlo error
     assert abs(is_.log_marginal_likelihood - quad.log_marginal_likelihood) < tol
     assert abs(is_.mean / quad.mean - 1) < tol
 
@@ -136,18 +134,40 @@ def test_gaussian_limit(stats):
         lml_t = float(student_t_log_marginal(s, big, big * lv))
         lml_g = float(constant_log_marginal(s, lv))
         x = jnp.linspace(-3, 3, 7)
-        t_lp = log_student_t(x, 2 * big, 0.0, jnp.sqrt(lv))
+        ig = ScalePosterior("inverse_gamma", 0.0, alpha=big, beta=big * lv)
+        t_lp = ig.predictive(jnp.zeros(7), jnp.ones(7)).log_prob(x)
     # alpha, beta -> inf with beta/alpha = lv: the t marginal tends to N(0, lv Khat);
     # the gap is O(N / alpha) ~ 1e-7 at alpha = 1e9
     np.testing.assert_allclose(lml_t, lml_g, atol=1e-6)
     np.testing.assert_allclose(t_lp, st.norm(0, np.sqrt(lv)).logpdf(np.asarray(x)), atol=1e-8)
 
 
-def test_log_student_t_equals_scipy():
+def test_scale_posterior_predictive_equals_scipy():
+    """N(loc, sigma^2 scale^2) mixed over each kind of scale posterior vs scipy densities."""
     x = np.linspace(-5, 5, 11)
+    loc, scale = 0.2, 1.7
+    log_s2 = np.log([0.5, 1.0, 3.0])
+    w = np.array([0.2, 0.5, 0.3])
+    posteriors = {
+        "constant": ScalePosterior("constant", 0.0, value=2.5),
+        "inverse_gamma": ScalePosterior("inverse_gamma", 0.0, alpha=1.75, beta=2.0),
+        "discrete": ScalePosterior("discrete", 0.0, log_s2=log_s2, log_weights=np.log(w)),
+    }
+    # t_{2 alpha}(loc, scale sqrt(beta / alpha)) and the finite normal mixture
+    want = {
+        "constant": st.norm(loc, scale * np.sqrt(2.5)).logpdf(x),
+        "inverse_gamma": st.t(3.5, loc, scale * np.sqrt(2.0 / 1.75)).logpdf(x),
+        "discrete": np.log(
+            sum(wk * st.norm(loc, scale * np.exp(0.5 * tk)).pdf(x) for wk, tk in zip(w, log_s2))
+        ),
+    }
     with x64_scope():
-        got = log_student_t(jnp.asarray(x), 3.5, 0.2, 1.7)
-    np.testing.assert_allclose(got, st.t(3.5, 0.2, 1.7).logpdf(x), rtol=1e-12)
+        for kind, sp in posteriors.items():
+            d = sp.predictive(jnp.full(11, loc), jnp.full(11, scale))
+            got = np.asarray(d.log_prob(jnp.asarray(x)))
+            assert d.batch_shape == (11,) and got.dtype == np.float64
+            # float64 closed forms of the same densities
+            np.testing.assert_allclose(got, want[kind], rtol=1e-12, err_msg=kind)
 
 
 def test_pareto_khat_equals_arviz_psislw():
@@ -188,7 +208,7 @@ def test_quadrature_log_marginal_is_exact_and_differentiable(stats):
         vq, gq = jax.jit(jax.value_and_grad(lml_quad, argnums=(0, 1, 2)))(*args)
         ve, ge = jax.jit(jax.value_and_grad(lml_exact, argnums=(0, 1, 2)))(*args)
         # the traced quadrature (mode by grid + Newton, 64 nodes) vs the closed form: ~1e-8
-        # (note section 4); its gradient at fixed nodes inherits that accuracy
+        # as for quadrature_posterior; its gradient at fixed nodes inherits that accuracy
         np.testing.assert_allclose(float(vq), float(ve), atol=1e-8)
         np.testing.assert_allclose(np.array(gq), np.array(ge), atol=1e-7)
         # and vs the host quadrature_posterior for a prior without a closed form

@@ -7,6 +7,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import arviz as az
 import jax
@@ -17,8 +18,10 @@ import pytest
 import scipy.stats as st
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import Kernel
+from sklearn.utils._param_validation import InvalidParameterError
 
 import gp
+import mixtures.distributions
 from gp import BurrXII, Constant, InverseGamma, ScaleMixtureNNGPRegressor, arccos_kernel
 from gp._neural_tangents import nt
 from gp._type2 import _value_and_grad
@@ -94,7 +97,7 @@ def test_student_t_predictive_and_marginal_equal_scipy(fitted):
     k = _kernel(X)
     khat = k + 1e-2 * np.trace(k) / n * np.eye(n)
     z = (Y - Y.mean()) / Y.std()
-    # log p(y) = log MVT_{2 alpha}(y; 0, (beta/alpha) Khat) (note section 3)
+    # log p(y) = log MVT_{2 alpha}(y; 0, (beta/alpha) Khat): the Student-t process marginal
     want = st.multivariate_t(np.zeros(n), khat, df=4.0).logpdf(z)
     np.testing.assert_allclose(reg.log_marginal_likelihood_, want, rtol=1e-9)
     # per-point predictive: t_{2a+n}(mu, (2b+q)/(2a+n) (Sigma + eta))
@@ -129,7 +132,7 @@ def test_general_inference_matches_closed_form(fitted, inference):
     ).fit(X, Y)
     lp, lp_exact = reg.log_predictive_density(XT, YT), exact.log_predictive_density(XT, YT)
     if inference == "quadrature":
-        tol = 1e-8  # note section 4: exact to ~1e-8
+        tol = 1e-8  # 64 Gauss-Hermite nodes: exact to ~1e-8 (test_posterior.py)
     elif inference == "importance":
         tol = 5 / np.sqrt(reg.scale_posterior_.ess)  # Monte-Carlo error of self-normalised IS
     else:
@@ -180,7 +183,7 @@ def test_ntk_ensemble_matches_neural_tangents():
     # closed form), and jitted vs eager neural-tangents round it differently: a ~1e-8
     # relative perturbation of Theta, times cond(Theta_hat) ~ 1e3, gives the 1e-5 here.
     np.testing.assert_allclose(m, np.asarray(mean)[:, 0] * Y.std() + Y.mean(), rtol=1e-5, atol=1e-8)
-    # df stays 2 alpha (note section 6): latent cov = E[sigma^2] Sigma_NTK = b/(a-1) Sigma_NTK
+    # df stays 2 alpha (no Bayesian update): latent cov = E[sigma^2] Sigma_NTK = b/(a-1) Sigma_NTK
     np.testing.assert_allclose(
         c, b / (a - 1) * np.asarray(cov) * Y.std() ** 2, rtol=1e-5, atol=1e-7
     )
@@ -237,7 +240,7 @@ def _check_type2_gradient(prior_kind, prior, u0):
             fd = (value_grad(up)[0] - value_grad(dn)[0]) / (2 * eps)
             # central differences: truncation ~ eps^2 f(3) ~ 1e-10, rounding ~ 1e-16/eps;
             # for the quadrature marginal the nodes move with the parameters but its value
-            # is exact to ~1e-8 (note section 4): derivatives agree to ~1e-6
+            # is exact to ~1e-8 (test_posterior.py): derivatives agree to ~1e-6
             assert abs(fd - grad[name]) < 1e-6 * max(1.0, abs(fd)), (name, fd, grad[name])
 
 
@@ -281,7 +284,7 @@ def test_nuts_samples_noise_with_scale_marginalised():
     ).fit(X, Y)
     draws = np.log(np.asarray(reg.inference_data_.posterior["noise"]).reshape(-1))
     # reference: p(u | y) on a grid of u = log(noise): prior N(log 1e-2, 1) times the
-    # closed-form Student-t marginal MVT_4(z; 0, Khat(u)) (note section 3)
+    # closed-form Student-t marginal MVT_4(z; 0, Khat(u))
     k = _kernel(X)
     z = (Y - Y.mean()) / Y.std()
     n = len(X)
@@ -387,3 +390,100 @@ def test_sharded_batched_kernel_equals_unbatched():
     err1, err2, dtype = out.stdout.split()
     # sharding/blocking re-partitions identical float64 arithmetic
     assert float(err1) < 1e-12 and float(err2) < 1e-12 and dtype == "float64"
+
+
+def test_gp_burr12_is_the_foundation_class():
+    assert gp.BurrXII is mixtures.distributions.BurrXII
+
+
+def test_priors_keep_float64_parameters_and_construct_without_warnings():
+    # a user's global config with x64 off (forced here whatever the test session uses)
+    with jax.enable_x64(False), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        priors = [Constant(1.0), InverseGamma(2.5, 3.0), BurrXII(2.0, 2.0), Constant(0.1)]
+        for p in priors:
+            p.log_prob(1.5)
+    assert float(priors[3].value) == 0.1  # full precision, not float32's 0.10000000149
+    assert priors[1].rate.dtype == np.float64 and priors[2].c.dtype == np.float64
+    with x64_scope():
+        for p in priors:
+            assert p.log_prob(np.float64(1.5)).dtype == jnp.float64
+
+
+def _reference_log_predictive(reg, Xt, yt):
+    """Independent scipy evaluation of the scale mixture of N(mu, s2 (Sigma + eta))."""
+    mean, var = reg.predict_latent(Xt)
+    loc = mean[:, 0] * reg.y_std_[0] + reg.y_mean_[0]
+    sd = np.sqrt(np.maximum(var, 0) + reg.jitter_) * reg.y_std_[0]
+    sp = reg.scale_posterior_
+    if sp.kind == "constant":
+        return st.norm(loc, np.sqrt(sp.value) * sd).logpdf(yt)
+    if sp.kind == "inverse_gamma":
+        return st.t(2 * sp.alpha, loc, np.sqrt(sp.beta / sp.alpha) * sd).logpdf(yt)
+    comp = st.norm(loc[:, None], np.exp(0.5 * sp.log_s2) * sd[:, None]).logpdf(yt[:, None])
+    return np.logaddexp.reduce(comp + sp.log_weights, axis=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "family"),
+    [
+        ("const", None, dist.Normal),
+        ("ig", None, mixtures.distributions.StudentT),
+        ("burr", dict(prior=BurrXII(2.0, 2.0)), mixtures.distributions.ScaleMixtureNormal),
+        (
+            "importance",
+            dict(prior=BurrXII(2.0, 2.0), inference="importance", n_samples=300),
+            mixtures.distributions.ScaleMixtureNormal,
+        ),
+    ],
+)
+def test_log_predictive_density_is_the_predictive_distribution(fitted, name, kwargs, family):
+    if kwargs is None:
+        reg = fitted[name]
+    else:
+        reg = ScaleMixtureNNGPRegressor(random_state=0, **kwargs, **HP).fit(X, Y)
+    d = reg.predictive_distribution(XT)
+    assert isinstance(d, family) and d.batch_shape == (8,)
+    lpd = reg.log_predictive_density(XT, YT)
+    with x64_scope():
+        np.testing.assert_array_equal(lpd, np.asarray(d.log_prob(jnp.asarray(YT))))
+    # the same float64 densities written with scipy: agree to rounding
+    np.testing.assert_allclose(lpd, _reference_log_predictive(reg, XT, YT), rtol=1e-12)
+
+
+def test_parameter_constraints_cover_every_constructor_parameter():
+    for est in (ScaleMixtureNNGPRegressor(), gp.ScaleMixtureNNGPClassifier()):
+        assert set(est._parameter_constraints) == set(est.get_params(deep=False))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_samples": 0}, "'n_samples'"),  # not silently the default
+        ({"n_samples": True}, "'n_samples'"),
+        ({"depth": 0}, "'depth'"),
+        ({"W_std": np.inf}, "'W_std'"),
+        ({"b_std": -0.1}, "'b_std'"),
+        ({"kernel": "rbf"}, "'kernel'"),
+        ({"normalize_y": "yes"}, "'normalize_y'"),
+        ({"random_state": -1}, "'random_state'"),
+        ({"prior": "cauchy"}, "'prior'"),
+        ({"kernel_fn": "mlp"}, "'kernel_fn'"),
+        ({"sample_hyperparameters": "noise"}, "'sample_hyperparameters'"),
+    ],
+)
+def test_invalid_parameters_raise_before_fitting(kwargs, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        ScaleMixtureNNGPRegressor(**kwargs).fit(X, Y)
+
+
+def test_numpy_seeds_and_generators_seed_the_importance_draws():
+    def fit(random_state):
+        reg = ScaleMixtureNNGPRegressor(
+            prior="burr12", inference="importance", n_samples=50, random_state=random_state, **HP
+        )
+        return reg.fit(X, Y).scale_posterior_.log_s2
+
+    np.testing.assert_array_equal(fit(np.int64(3)), fit(3))
+    np.testing.assert_array_equal(fit(np.random.default_rng(3)), fit(np.random.default_rng(3)))
+    assert not np.array_equal(fit(3), fit(0))

@@ -169,3 +169,35 @@ def test_scale_mixture_normal_burr_matches_monte_carlo():
     for g, p in zip(grid, dens, strict=True):
         frac = np.mean(np.abs(x - g) < 0.1) / 0.2
         assert abs(frac - p) < 0.05 * p + 0.002
+
+
+def test_burr12_keeps_float64_parameters_whatever_the_x64_flag():
+    import warnings
+
+    # built with x64 off: Python floats are stored as NumPy float64, with no dtype warning
+    with jax.enable_x64(False), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        b = BurrXII(2.0, 2.0, 0.1)
+        assert b.log_prob(1.5).dtype == jnp.float32
+    assert isinstance(b.scale, np.ndarray) and b.scale.dtype == np.float64
+    assert float(b.scale) == 0.1  # not the float32 value 0.10000000149...
+    ref = st.burr12(2.0, 2.0, scale=0.1)
+    with x64_scope():
+        lp = b.log_prob(1.5)
+        assert lp.dtype == jnp.float64 and BurrXII(2.0, 2.0).log_prob(1.5).dtype == jnp.float64
+        np.testing.assert_allclose(lp, ref.logpdf(1.5), rtol=1e-13)
+        # JAX arrays and tracers are kept as they are: jit, vmap and grad work
+        c = jnp.asarray(2.0)
+        assert BurrXII(c, 2.0).c is c
+        np.testing.assert_allclose(jax.jit(lambda d, x: d.log_prob(x))(b, 1.5), lp, rtol=1e-14)
+        cs = jnp.array([1.0, 2.0, 3.0])
+        vm = jax.vmap(lambda c: BurrXII(c, 2.0, 0.1).log_prob(1.5))(cs)
+        want = [st.burr12(float(ci), 2.0, scale=0.1).logpdf(1.5) for ci in cs]
+        np.testing.assert_allclose(vm, want, rtol=1e-13)
+        g = jax.grad(lambda c: BurrXII(c, 2.0, 0.1).log_prob(1.5))(2.0)
+    eps = 1e-6  # central difference: error ~ eps^2 f''' ~ 1e-12
+    fd = (
+        st.burr12(2.0 + eps, 2.0, scale=0.1).logpdf(1.5)
+        - st.burr12(2.0 - eps, 2.0, scale=0.1).logpdf(1.5)
+    ) / (2 * eps)
+    np.testing.assert_allclose(g, fd, rtol=1e-7)
