@@ -53,5 +53,13 @@ def _restore_jax_aliases() -> None:
 
 _restore_jax_aliases()
 
-import neural_tangents as nt  # noqa: E402
-from neural_tangents import stax  # noqa: E402
+try:
+    import neural_tangents as nt
+    from neural_tangents import stax
+except ModuleNotFoundError as err:  # pragma: no cover (exercised in a clean venv by CI)
+    if err.name not in ("neural_tangents", "frozendict"):
+        raise
+    raise ImportError(
+        "gp needs neural-tangents, installed without its TensorFlow dependencies (gp never "
+        "uses TensorFlow): pip install --no-deps neural-tangents==0.6.5 frozendict"
+    ) from err
