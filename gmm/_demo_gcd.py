@@ -38,7 +38,7 @@ def run_demo(output_dir: pathlib.Path, verbose: int = 1) -> dict[str, float]:
     u = ~s.labelled_mask
     km = SemiSupervisedKMeans(10, n_init=5, random_state=0).fit(X, s.y)
     acc_km = cluster_accuracy(y[u], km.labels_[u], s.old_mask[u])
-    # GPC's hard E-step and a prior calibrated on the labelled classes (BENCHMARKS.md)
+    # GPC's hard E-step, with the NIW prior calibrated on the labelled classes
     gm = SemiSupervisedGMM(
         20, assignment="hard", prior="empirical_bayes", max_rounds=10, max_iter=50,
         random_state=0,
