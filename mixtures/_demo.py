@@ -50,7 +50,7 @@ def run_demo(output_dir: pathlib.Path, verbose: int = 1) -> dict[str, float]:
         random_state=0,
         verbose=verbose,
     ).fit(Z)
-    report = check_convergence(nuts.inference_data_, var_names=["weights", "means"], warn=False)
+    report = check_convergence(nuts.inference_data_, warn=False)
     nuts_ari = adjusted_rand_score(y, nuts.predict(Z))  # K = 2 merges two species
     summarize(nuts.inference_data_, var_names=["weights", "means"]).to_csv(
         output_dir / "mixtures_nuts_summary.csv"

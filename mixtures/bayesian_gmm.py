@@ -334,7 +334,7 @@ def fit_mixture_nuts(
         log_likelihood={"obs": ll},
         observed_data={"obs": np.asarray(X)},
     )
-    report = check_convergence(idata, var_names=["weights", "means"], warn=False)
+    report = check_convergence(idata, warn=False)
     flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
     step = max(1, flat["weights"].shape[0] // int(num_draws))
     draws = {k: v[::step][: int(num_draws)] for k, v in flat.items()}
@@ -392,7 +392,8 @@ def fit_mixture_posterior(
 
     ``estimator`` holds the settings of :data:`BAYESIAN_PARAMETER_CONSTRAINTS`,
     ``covariance_type`` and ``verbose``. A NUTS fit that fails a convergence check (R-hat,
-    ESS, divergences of the weights and means) warns with what failed. Runs in float64.
+    ESS, divergences of every parameter, what ``check_convergence(idata)`` checks) warns
+    with what failed. Runs in float64.
     """
     e = estimator
     settings = dict(
@@ -407,7 +408,7 @@ def fit_mixture_posterior(
                 X, start, num_warmup=e.num_warmup, num_samples=e.num_samples,
                 num_chains=e.num_chains, **settings,
             )  # fmt: skip
-            check_convergence(fit.inference_data, var_names=["weights", "means"])
+            check_convergence(fit.inference_data)
             return fit
         return fit_mixture_svi(
             X, start, num_steps=e.num_steps, learning_rate=e.learning_rate, **settings
