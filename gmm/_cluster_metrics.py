@@ -1,4 +1,15 @@
-"""GCD evaluation protocol: the "v2" clustering accuracy and the Old/New data split."""
+"""GCD evaluation protocol: the "v2" clustering accuracy and the Old/New data split.
+
+The protocol of generalized category discovery (Vaze et al., 2022), as evaluated by GPC
+(Zhao, Wen & Han, 2023).
+
+References
+----------
+S. Vaze, K. Han, A. Vedaldi, A. Zisserman, "Generalized Category Discovery", CVPR 2022.
+
+B. Zhao, X. Wen, K. Han, "Learning Semi-supervised Gaussian Mixture Models for
+Generalized Category Discovery", ICCV 2023.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from mixtures.base import random_state_to_generator
 
 __all__ = ["GCDSplit", "cluster_accuracy", "make_gcd_split"]
 
@@ -30,7 +43,7 @@ def _as_int_labels(a, name: str) -> np.ndarray:
 
 
 def cluster_accuracy(y_true, y_pred, old_mask=None) -> dict[str, float]:
-    """GCD clustering accuracy, protocol "v2" (one Hungarian matching; note, section 9).
+    """GCD clustering accuracy, protocol "v2" (one Hungarian matching).
 
     Predicted ids are compacted, the square contingency matrix
     ``w[p, t] = #{i : yhat_i = p, y_i = t}`` of size ``max(#clusters, #classes)`` is built
@@ -43,7 +56,8 @@ def cluster_accuracy(y_true, y_pred, old_mask=None) -> dict[str, float]:
         \\mathrm{Old} = \\frac{\\sum_{t \\in \\mathrm{Old}} w_{m(t), t}}
         {\\#\\{i : y_i \\in \\mathrm{Old}\\}}
 
-    and New likewise, all with the *same* matching.
+    and New likewise, all with the *same* matching. (The earlier "v1" protocol matched
+    the Old and New subsets separately, which scores higher; the two are not comparable.)
 
     Parameters
     ----------
@@ -108,18 +122,19 @@ class GCDSplit(NamedTuple):
 
 
 def make_gcd_split(y, old_classes, labelled_fraction: float = 0.5, random_state=0) -> GCDSplit:
-    """The GCD split: label a random fraction of the Old-class samples (note, section 2).
+    """The GCD split: label a random fraction of the Old-class samples.
 
-    The labelled subset is drawn globally over all Old-class samples (not per class),
-    without replacement. Labelled samples get the index of their class in ``old_classes``
-    (so ``old_classes = range(L)`` keeps the labels); every other sample gets ``-1``.
+    As in Vaze et al. (2022), the labelled subset is drawn globally over all Old-class
+    samples (not per class), without replacement. Labelled samples get the index of their
+    class in ``old_classes`` (so ``old_classes = range(L)`` keeps the labels); every other
+    sample gets ``-1``.
 
     Parameters
     ----------
     y : array-like of int of shape (n_samples,)
     old_classes : sequence of int
     labelled_fraction : float in (0, 1], default=0.5
-    random_state : int, numpy Generator or None
+    random_state : None, int, numpy.random.RandomState or numpy.random.Generator
 
     Returns
     -------
@@ -141,7 +156,7 @@ def make_gcd_split(y, old_classes, labelled_fraction: float = 0.5, random_state=
         raise ValueError(f"labelled_fraction must be in (0, 1]; got {labelled_fraction}.")
     old_mask = np.isin(y, old_classes)
     idx = np.flatnonzero(old_mask)
-    rng = np.random.default_rng(random_state)
+    rng = random_state_to_generator(random_state)
     n_lab = int(round(labelled_fraction * idx.size))
     chosen = rng.choice(idx, size=n_lab, replace=False)
     labelled = np.zeros(y.shape, dtype=bool)

@@ -2,7 +2,7 @@
 
 Functional core: an MLP maps the agent-frame history to K mode logits and, per mode and
 future step, a Gaussian over the formulation's controls; the kinematic cores
-(:mod:`gmm._kinematics_core`, public API :mod:`gmm.kinematics`) integrate the controls
+(``gmm._kinematics_core``, public API :mod:`gmm.kinematics`) integrate the controls
 into per-step position Gaussians; training minimises a winner-takes-all or full-mixture
 NLL with optax, the densities coming from one
 :class:`mixtures.distributions.GaussianMixture` per agent. The sklearn estimator
@@ -121,7 +121,7 @@ def _init_mlp(key, sizes, dtype):
     """He-normal weights (last layer scaled 0.01), zero biases.
 
     Drawn with NumPy from a seed taken from ``key``: eager ``jax.random.normal`` would
-    compile once per layer shape (about a second each on CPU).
+    compile once per layer shape.
     """
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
     params = []
@@ -216,12 +216,13 @@ def _loss_one(params, x, speed, y, hyper, cfg):
     """Training loss of one agent (``y`` (T, 2) in the agent frame); see the class doc."""
     logits, mean, cov, _, _ = _forward_one(params, x, speed, hyper, cfg)
     T = cfg.horizon
-    mixture = step_mixture(jax.nn.softmax(logits), mean, cov)  # batch (T,), K modes
     if cfg.loss == "wta":  # CE(mode) + NLL of the positive (min-ADE) mode
-        lp = mixture.component_log_prob(y)  # (T, K)
         ade = jnp.linalg.norm(jax.lax.stop_gradient(mean) - y[None], axis=-1).mean(-1)
         h = jnp.argmin(ade)
-        return -jax.nn.log_softmax(logits)[h] - lp[:, h].sum() / T
+        # only the positive mode's Gaussians get gradients: factorise just those
+        positive = step_mixture(jnp.ones(1, mean.dtype), mean[h][None], cov[h][None])
+        return -jax.nn.log_softmax(logits)[h] - positive.component_log_prob(y).sum() / T
+    mixture = step_mixture(jax.nn.softmax(logits), mean, cov)  # batch (T,), K modes
     return -trajectory_log_prob(mixture, y) / T  # full per-trajectory mixture NLL
 
 
@@ -493,13 +494,8 @@ class KinematicGMMForecaster(MixprocEstimator):
 
     # -- validation ------------------------------------------------------------------
 
-    def _check_params(self):
-        """What ``_parameter_constraints`` cannot express: finiteness (an open-ended
-        ``Interval`` admits ``inf``) and the entries of ``hidden_sizes``."""
-        for name in ("dt", "learning_rate", "min_std", "wheelbase"):
-            val = getattr(self, name)
-            if val is not None and not np.isfinite(val):
-                raise ValueError(f"{name} must be a finite positive number; got {val!r}.")
+    def _check_hidden_sizes(self):
+        """The entries of ``hidden_sizes`` (``_parameter_constraints`` checks the type)."""
         hs = np.asarray(self.hidden_sizes, dtype=object)
         if hs.ndim != 1 or not all(
             isinstance(h, Integral) and not isinstance(h, bool) and h > 0 for h in hs
@@ -557,7 +553,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         self
         """
         self._validate_params()
-        self._check_params()
+        self._check_hidden_sizes()
         history = self._check_history(history, reset=True)
         future = check_array(
             future,
@@ -665,8 +661,10 @@ class KinematicGMMForecaster(MixprocEstimator):
         mixtures.distributions.GaussianMixture
             Batch shape (N, T), ``n_modes`` full-covariance components, event shape
             (2,): for each agent and step a mixture of K bivariate normals with the mode
-            probabilities as weights (float64). Its ``log_prob`` of the true positions is
-            what :meth:`score` averages.
+            probabilities as weights. Its ``log_prob`` of the true positions is what
+            :meth:`score` averages. Its parameters are float64; evaluate it inside
+            :func:`mixtures.base.x64_scope` to keep float64 (JAX otherwise computes in
+            float32).
         """
         probs, means, covs = self.predict_gaussians(history)
         with x64_scope():

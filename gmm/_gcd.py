@@ -1,28 +1,51 @@
 """The full GPC method: contrastive representation learning alternating with the SS-GMM.
 
 A JAX/optax projection head over given (frozen) features is trained with the GCD
-contrastive losses (InfoNCE + SupCon) plus the prototypical loss of GPC (note, section 7);
-the prototypes, their concentrations and the pseudo-labels come from the semi-supervised
-GMM with split/merge (the E-step), re-fitted on the current embedding every epoch.
+contrastive losses, InfoNCE and SupCon (Vaze et al., 2022), plus the prototypical loss of
+GPC (Zhao, Wen & Han, 2023); the prototypes, their concentrations and the pseudo-labels
+come from the semi-supervised GMM with split/merge (the E-step), re-fitted on the current
+embedding every epoch.
 
-Offline adaptations (documented decisions, the note's backbone cannot be trained here):
-two "views" of a sample are feature-space augmentations (Gaussian jitter + feature
-dropout); the prototypical loss acts on the head's embedding ``z`` (the only trainable
-representation) instead of on backbone features.
+Adaptations to frozen features: GPC fine-tunes the last block of a ViT backbone on image
+augmentations, which given feature vectors cannot do. Here the two "views" of a sample
+are feature-space augmentations (Gaussian jitter and feature dropout), and the
+prototypical loss acts on the head's embedding ``z`` (the only trainable representation)
+instead of on the backbone features.
+
+References
+----------
+S. Vaze, K. Han, A. Vedaldi, A. Zisserman, "Generalized Category Discovery", CVPR 2022.
+
+B. Zhao, X. Wen, K. Han, "Learning Semi-supervised Gaussian Mixture Models for
+Generalized Category Discovery", ICCV 2023.
+
+P. Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
+
+J. Li, P. Zhou, C. Xiong, S. C. H. Hoi, "Prototypical Contrastive Learning of
+Unsupervised Representations", ICLR 2021.
 """
 
 from __future__ import annotations
 
 import functools
+from numbers import Integral, Real
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils._param_validation import Interval
 from tqdm.auto import tqdm
 
-from mixtures.base import MixprocEstimator, random_state_to_key, validate_semi_labels, x64_scope
+from mixtures.base import (
+    RANDOM_STATE,
+    MixprocEstimator,
+    check_finite_result,
+    random_state_to_generator,
+    random_state_to_key,
+    validate_semi_labels,
+    x64_scope,
+)
 
 from ._ssgmm import SemiSupervisedGMM
 
@@ -36,11 +59,19 @@ __all__ = [
 
 
 def _normalise(z, eps=1e-12):
-    return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), eps)
+    """Rows scaled to unit norm; rows of norm <= ``eps`` map to zero, with zero gradient.
+
+    ``z / max(||z||, eps)`` would be NaN-free in the forward pass but not in the backward
+    one: the gradient of ``||z||`` at ``z = 0`` is ``0 / 0``. A feature-dropout view that
+    drops every feature (likely with few features) is such a row at initialisation.
+    """
+    sq = jnp.sum(z * z, axis=-1, keepdims=True)
+    ok = sq > eps**2
+    return jnp.where(ok, z / jnp.sqrt(jnp.where(ok, sq, 1.0)), 0.0)
 
 
 def info_nce_loss(z1, z2, temperature):
-    """InfoNCE over the ``2B`` views (GCD's unsupervised loss, note 7).
+    """InfoNCE over the ``2B`` views (the unsupervised loss of Vaze et al., 2022).
 
     .. math::
 
@@ -58,7 +89,7 @@ def info_nce_loss(z1, z2, temperature):
 
 
 def supcon_loss(z1, z2, labels, temperature):
-    """Supervised contrastive loss (Khosla et al.) over the labelled views (note 7).
+    """Supervised contrastive loss (Khosla et al., 2020) over the labelled views.
 
     .. math::
 
@@ -84,13 +115,18 @@ def supcon_loss(z1, z2, labels, temperature):
 
 
 def prototype_loss(z1, z2, targets, prototypes, phi, proto_mask):
-    """Prototypical contrastive loss (PCL / GPC, note 7).
+    """Prototypical contrastive loss (Li et al., 2021, as used by Zhao et al., 2023).
 
     .. math::
 
         L_{proto} = \\tfrac12 \\mathrm{CE}\\big(\\mathrm{softmax}_j(\\langle q,\\hat c_j\\rangle
         /\\phi_j), y_i\\big) + \\tfrac12 \\mathrm{CE}\\big(\\mathrm{softmax}_j(\\langle k,
         \\hat c_j\\rangle/\\phi_j), y_i\\big)
+
+    with :math:`q, k` the two views' embeddings, :math:`\\hat c_j` the unit-norm
+    prototypes (padding masked out by ``proto_mask``), :math:`\\phi_j` their
+    concentrations and :math:`y_i` the target prototype (the class for labelled samples,
+    the pseudo-label otherwise).
     """
 
     def ce(z):
@@ -102,10 +138,11 @@ def prototype_loss(z1, z2, targets, prototypes, phi, proto_mask):
 
 
 def concentration(Z, labels, centres, temperature=1.0):
-    """GPC concentration ``phi_j = mean ||z - c_j|| / log(N_j + 10)`` (note 7), NumPy.
+    """GPC concentration ``phi_j = mean ||z - c_j|| / log(N_j + 10)``, NumPy.
 
-    Clusters with at most one member get the maximum; then clipped to the 10th-90th
-    percentiles and rescaled to mean ``temperature``.
+    As in PCL (Li et al., 2021) and GPC's released code: clusters with at most one
+    member get the maximum; then clipped to the 10th-90th percentiles and rescaled to
+    mean ``temperature``. A small ``phi_j`` (a tight cluster) sharpens its logits.
     """
     k = centres.shape[0]
     phi = np.zeros(k)
@@ -149,10 +186,20 @@ def _augment(key, x, noise_std, drop_p):
     return (x + noise_std * jax.random.normal(k1, x.shape)) * keep / (1.0 - drop_p)
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer", "use_proto"))
-def _train_step(params, opt_state, key, xb, yb, tb, protos, phi, pmask, hyper, *, optimizer,
-                use_proto):  # fmt: skip
+def _make_optimizer(learning_rate):
+    """Adam with the learning rate in the optimiser state (traced: no recompile)."""
+    return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+
+
+@functools.partial(jax.jit, static_argnames=("use_proto",))
+def _train_step(params, opt_state, key, xb, yb, tb, protos, phi, pmask, hyper, *, use_proto):
+    """One Adam step on ``(1 - lambda) L_u + lambda L_s (+ w L_proto)``.
+
+    Only ``use_proto`` is static; every continuous hyperparameter (``hyper``, and the
+    learning rate inside ``opt_state``) is traced, so refits never recompile.
+    """
     noise_std, drop_p, tau_u, tau_s, lam, w_proto = hyper
+    optimizer = _make_optimizer(0.0)  # the learning rate lives (traced) in opt_state
 
     def loss_fn(p):
         k1, k2 = jax.random.split(key)
@@ -176,33 +223,59 @@ def _embed(params, X):
 class GeneralizedCategoryDiscovery(MixprocEstimator):
     """GPC: alternate contrastive representation learning and the split/merge SS-GMM.
 
-    Each epoch: (E) embed all samples, fit :class:`SemiSupervisedGMM` (warm-started at the
-    previous K) to get prototypes ``c_j`` (normalised component means), concentrations
-    ``phi_j`` and pseudo-labels; (M) train the projection head for ``steps_per_epoch``
-    steps on ``L = (1 - lambda) L_u + lambda L_s + w L_proto`` (note, section 7) with
-    batches that draw labelled and unlabelled samples equally often. Unlabelled samples
-    are finally assigned to their nearest prototype (cosine).
+    Generalized category discovery (Vaze et al., 2022) by the alternation of GPC (Zhao,
+    Wen & Han, 2023). Each epoch: (E) embed all samples, fit :class:`SemiSupervisedGMM`
+    (warm-started at the previous K) to get prototypes ``c_j`` (normalised component
+    means), concentrations ``phi_j`` and pseudo-labels; (M) train the projection head for
+    ``steps_per_epoch`` Adam steps on
+
+    .. math::
+
+        L = (1 - \\lambda)\\, L_u + \\lambda\\, L_s + w\\, L_{proto}
+
+    (InfoNCE, SupCon and the prototypical loss; :func:`info_nce_loss`,
+    :func:`supcon_loss`, :func:`prototype_loss`) with batches that draw labelled and
+    unlabelled samples equally often. The first ``warmup_epochs`` epochs train without
+    ``L_proto`` and without an E-step. Unlabelled samples are finally assigned to their
+    nearest prototype (cosine).
 
     Parameters
     ----------
-    n_components : int or None
+    n_components : int or None, default=None
         Starting K of the first E-step (``None``: the SS-GMM's data-driven guess).
     embedding_dim : int or None, default=None
         ``None`` keeps the input dimension (the head starts as a rotation of the input).
-    hidden_dim : int
-    n_epochs, warmup_epochs, steps_per_epoch, batch_size : int
-    learning_rate : float
-    sup_weight : float, default=0.35
-        ``lambda`` of ``L_rep``.
-    temperature_u, temperature_s : float
-        InfoNCE (GCD: 1.0) and SupCon (0.07) temperatures.
+    hidden_dim : int, default=128
+        Width of the head's residual MLP.
+    n_epochs : int, default=5
+        Number of E/M alternations.
+    warmup_epochs : int, default=1
+        Leading epochs without the prototypical loss.
+    steps_per_epoch : int, default=50
+        Adam steps per M-step.
+    batch_size : int, default=256
+        Samples per step (at least 2: the contrastive losses need negatives; capped at
+        ``n_samples``).
+    learning_rate : float, default=1e-3
+        Adam step size.
+    sup_weight : float in [0, 1], default=0.35
+        ``lambda``, the SupCon share of the representation loss.
+    temperature_u, temperature_s : float, default=1.0, 0.07
+        InfoNCE and SupCon temperatures (GCD's values); ``temperature_u`` also sets the
+        mean concentration of the prototypes.
     proto_weight : float, default=1.0
-    noise_std, drop_prob : float
-        Feature-space augmentation of the two views.
+        ``w``, the weight of the prototypical loss.
+    noise_std : float, default=0.05
+        Std of the Gaussian jitter of the two views.
+    drop_prob : float in [0, 1), default=0.1
+        Feature-dropout probability of the two views.
     gmm_params : dict, optional
-        Extra arguments of :class:`SemiSupervisedGMM`.
-    random_state : int or None
-    verbose : int
+        Extra arguments of :class:`SemiSupervisedGMM` (default ``max_rounds=3``,
+        ``max_iter=30``).
+    random_state : None, int, numpy.random.RandomState or numpy.random.Generator
+        Seeds the head initialisation, the augmentations, the batches and every E-step.
+    verbose : int, default=0
+        ``>0`` shows a tqdm progress bar over epochs.
 
     Attributes
     ----------
@@ -211,7 +284,37 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
     labels_ : ndarray of shape (n_samples,)
     history_ : dict of lists (``"n_components"``, ``"loss"`` per epoch)
     gmm_ : SemiSupervisedGMM (the last E-step)
+    head_params_ : dict of ndarray
+        The projection head's weights.
+
+    References
+    ----------
+    S. Vaze, K. Han, A. Vedaldi, A. Zisserman, "Generalized Category Discovery", CVPR
+    2022.
+
+    B. Zhao, X. Wen, K. Han, "Learning Semi-supervised Gaussian Mixture Models for
+    Generalized Category Discovery", ICCV 2023.
     """
+
+    _parameter_constraints = {
+        "n_components": [None, Interval(Integral, 1, None, closed="left")],
+        "embedding_dim": [None, Interval(Integral, 1, None, closed="left")],
+        "hidden_dim": [Interval(Integral, 1, None, closed="left")],
+        "n_epochs": [Interval(Integral, 1, None, closed="left")],
+        "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
+        "steps_per_epoch": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "sup_weight": [Interval(Real, 0, 1, closed="both")],
+        "temperature_u": [Interval(Real, 0, None, closed="neither")],
+        "temperature_s": [Interval(Real, 0, None, closed="neither")],
+        "proto_weight": [Interval(Real, 0, None, closed="left")],
+        "noise_std": [Interval(Real, 0, None, closed="left")],
+        "drop_prob": [Interval(Real, 0, 1, closed="left")],
+        "gmm_params": [None, dict],
+        "random_state": RANDOM_STATE,
+        "verbose": ["verbose"],
+    }
 
     def __init__(
         self,
@@ -252,32 +355,58 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _e_step(self, Z, y, k0, seed):
+    def _fit_prototypes(self, Z, y, k0, seed):
+        """The E-step: SS-GMM on the embedding; unit-norm prototypes, concentrations."""
         kw = {"max_rounds": 3, "max_iter": 30}
         kw.update(self.gmm_params or {})
         gmm = SemiSupervisedGMM(k0, random_state=seed, **kw).fit(Z, y)
-        protos = gmm.means_ / np.linalg.norm(gmm.means_, axis=1, keepdims=True)
+        norms = np.linalg.norm(gmm.means_, axis=1, keepdims=True)
+        protos = gmm.means_ / np.maximum(norms, 1e-12)
         phi = concentration(Z, gmm.labels_, gmm.means_, self.temperature_u)
         return gmm, protos, phi
 
+    def _check_own_result(self, what, value, epoch):
+        """Raise if the model itself produced a NaN/inf (the input was checked finite)."""
+        check_finite_result(
+            f"{type(self).__name__}'s {what} (epoch {epoch})",
+            value,
+            "X was checked and is finite, so this is a numerical failure of the model: "
+            "lower learning_rate, raise temperature_s / temperature_u, lower proto_weight "
+            "or standardise X.",
+        )
+
     def fit(self, X, y=None):
-        """Fit on features ``X`` with semi-supervised labels ``y`` (-1 = unlabelled)."""
+        """Fit on features ``X`` with semi-supervised labels ``y`` (-1 = unlabelled).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), optional
+            Known class ids ``0..L-1`` for labelled samples, ``-1`` for unlabelled ones.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            On invalid parameters or data, or if training produces a non-finite loss or
+            embedding (a numerical failure of the model; the message names the remedy).
+        """
+        self._validate_params()
         X = self._validate_X(X, reset=True, ensure_min_samples=2)
         n, d = X.shape
         y = validate_semi_labels(y, n, self.n_components)
-        rng = np.random.default_rng(
-            self.random_state if isinstance(self.random_state, int) else None
-        )
-        Xs = X
         key = random_state_to_key(self.random_state)
+        rng = random_state_to_generator(self.random_state)
         lab_idx, unl_idx = np.flatnonzero(y >= 0), np.flatnonzero(y < 0)
         bs = int(min(self.batch_size, n))
         with x64_scope():
             key, sub = jax.random.split(key)
             emb = d if self.embedding_dim is None else int(self.embedding_dim)
             params = _init_head(sub, jnp.asarray(X), int(self.hidden_dim), emb)
-            opt = optax.adam(self.learning_rate)
-            opt_state = opt.init(params)
+            opt_state = _make_optimizer(jnp.asarray(self.learning_rate, jnp.float64)).init(params)
             hyper = tuple(
                 jnp.asarray(v, jnp.float64)
                 for v in (
@@ -285,15 +414,17 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
                     self.sup_weight, self.proto_weight,
                 )
             )  # fmt: skip
-            Xj = jnp.asarray(Xs)
+            Xj = jnp.asarray(X)
             k_cur = self.n_components
             history = {"n_components": [], "loss": []}
-            gmm = protos = phi = None
             for epoch in tqdm(range(int(self.n_epochs)), disable=not self.verbose, desc="GCD"):
                 use_proto = epoch >= int(self.warmup_epochs)
                 if use_proto:  # E-step on the current embedding
                     Z = np.asarray(_embed(params, Xj))
-                    gmm, protos, phi = self._e_step(Z, y, k_cur, int(rng.integers(2**31 - 1)))
+                    self._check_own_result("embedding", Z, epoch)
+                    gmm, protos, phi = self._fit_prototypes(
+                        Z, y, k_cur, int(rng.integers(2**31 - 1))
+                    )
                     k_cur = gmm.n_components_
                     kb = max(16, -(-k_cur // 8) * 8)  # pad prototypes: few recompiles
                     P = np.zeros((kb, protos.shape[1]))
@@ -304,7 +435,7 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
                     targets = gmm.labels_
                 else:
                     kb = 16
-                    P, ph, pmask = np.zeros((kb, emb)), np.ones(kb), None
+                    P, ph = np.zeros((kb, emb)), np.ones(kb)
                     pmask = np.arange(kb) < 1
                     targets = np.zeros(n, dtype=np.int64)
                 losses = []
@@ -319,13 +450,15 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
                     params, opt_state, loss = _train_step(
                         params, opt_state, sub, Xj[idx], jnp.asarray(y[idx]),
                         jnp.asarray(targets[idx]), jnp.asarray(P), jnp.asarray(ph),
-                        jnp.asarray(pmask), hyper, optimizer=opt, use_proto=use_proto,
+                        jnp.asarray(pmask), hyper, use_proto=use_proto,
                     )  # fmt: skip
                     losses.append(float(loss))
+                self._check_own_result("training loss", losses, epoch)
                 history["n_components"].append(int(k_cur) if k_cur is not None else -1)
                 history["loss"].append(float(np.mean(losses)))
             Z = np.asarray(_embed(params, Xj))
-        gmm, protos, _ = self._e_step(Z, y, k_cur, int(rng.integers(2**31 - 1)))
+        self._check_own_result("embedding", Z, int(self.n_epochs))
+        gmm, protos, _ = self._fit_prototypes(Z, y, k_cur, int(rng.integers(2**31 - 1)))
         self.head_params_ = {k: np.asarray(v) for k, v in params.items()}
         self.gmm_ = gmm
         self.prototypes_ = protos
@@ -337,7 +470,7 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
 
     def transform(self, X):
         """The learned (unit-norm) embedding, shape (n_samples, embedding_dim)."""
-        check_is_fitted(self)
+        self._check_is_fitted()
         X = self._validate_X(X, reset=False)
         with x64_scope():
             p = {k: jnp.asarray(v) for k, v in self.head_params_.items()}

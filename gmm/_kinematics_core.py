@@ -62,8 +62,7 @@ def _cumsum(x, *, strict=False):
 
     ``strict=True`` gives the exclusive sum ``out[t] = sum_{s<t} x[s]``. On CPU,
     ``jnp.cumsum`` lowers to a log-depth associative scan of many small ops; for the short
-    horizons here (T <= a few hundred) a (T, T) matmul is several times faster, forward
-    and backward.
+    horizons here (T <= a few hundred) a (T, T) matmul is cheaper, forward and backward.
     """
     T = x.shape[0]
     tri = jnp.asarray(np.tril(np.ones((T, T)), -1 if strict else 0), x.dtype)

@@ -31,7 +31,7 @@ INTENTS = (
     "accelerate",
 )
 
-#: Benchmark scene name -> test files (leave-one-scene-out, note section 11.2).
+#: Benchmark scene name -> its test files in the leave-one-scene-out protocol.
 ETH_UCY_SCENES = {
     "eth": ("biwi_eth",),
     "hotel": ("biwi_hotel",),
@@ -65,7 +65,7 @@ class TrajectoryData(NamedTuple):
 
 def _intent_profiles(intent, t, v0, rng_vals):
     """Nominal (acceleration, curvature) at times t >= 0 for each agent (vectorised)."""
-    onset, dur, radius, a_mag, side_sign = rng_vals
+    onset, dur, radius, a_mag = rng_vals
     a = np.zeros_like(v0)
     k = np.zeros_like(v0)
     active = t >= onset
@@ -85,7 +85,6 @@ def _intent_profiles(intent, t, v0, rng_vals):
     k = np.where(on, lsign * amp * np.sin(2 * np.pi * tt / dur), k)
     a = np.where((intent == 5) & active, -a_mag, a)
     a = np.where((intent == 6) & active, 0.5 * a_mag, a)
-    del side_sign
     return a, k
 
 
@@ -114,9 +113,10 @@ def make_bicycle_traffic(
     accelerate. The intent is invisible in the history, so the future is multimodal.
     Controls carry Ornstein-Uhlenbeck noise (rate 1/s; stationary std ``accel_noise``
     m/s^2 on the acceleration and ``steer_noise`` rad on the steering angle); the model is
-    integrated at ``dt / substeps`` (not the forecaster's own ``dt`` Euler step) and
-    subsampled (note section 11.1). Trajectories are in the agent frame: the current
-    position is the origin and the current heading is +x.
+    integrated with the midpoint rule at ``dt / substeps`` and subsampled, so the data do
+    not come from the forecaster's own explicit-Euler discretisation at ``dt``.
+    Trajectories are in the agent frame: the current position is the origin and the
+    current heading is +x.
 
     Parameters
     ----------
@@ -192,7 +192,7 @@ def make_bicycle_traffic(
     L = unif(2.5, 3.2)
     v = unif(lo, hi)
     v0 = v.copy()
-    prof = (unif(0.0, 0.5), unif(2.0, 4.0), unif(8.0, 30.0), unif(2.0, 5.0), None)
+    prof = (unif(0.0, 0.5), unif(2.0, 4.0), unif(8.0, 30.0), unif(2.0, 5.0))
     h = dt / substeps
     rate = 1.0  # OU mean-reversion rate 1/s
     decay = np.exp(-rate * h)

@@ -40,7 +40,7 @@ control and avoids the ``tan`` blow-up. The formulations are the paper's formula
 (velocity), 2 (acceleration), 3 (speed and heading) and 4 (acceleration and steering of
 the kinematic bicycle).
 
-The unvalidated single-trajectory cores live in :mod:`gmm._kinematics_core`; this module
+The unvalidated single-trajectory cores live in ``gmm._kinematics_core``; this module
 validates, broadcasts batch dimensions and compiles them.
 
 References

@@ -131,7 +131,7 @@ def _check_mixture(future, weights, means, covariances):
 
 
 @jax.jit
-def _mixture_log_probs(future, weights, means, covariances):
+def _nll_terms(future, weights, means, covariances):
     """Per-step (N, T) and per-trajectory (N,) log-likelihoods, and the per-component
     log densities (N, T, K), non-finite where a covariance is not positive definite."""
     mixture = step_mixture(weights, means, covariances)
@@ -176,7 +176,7 @@ def nll(future, weights, means, covariances, *, per="step"):
         raise ValueError(f"per must be 'step' or 'trajectory'; got {per!r}.")
     future, weights, means, covariances = _check_mixture(future, weights, means, covariances)
     with x64_scope():
-        per_step, per_trajectory, component = _mixture_log_probs(
+        per_step, per_trajectory, component = _nll_terms(
             *(jnp.asarray(a) for a in (future, weights, means, covariances))
         )
     if not np.isfinite(np.asarray(component)).all():  # a NaN or zero Cholesky pivot

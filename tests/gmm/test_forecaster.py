@@ -5,6 +5,7 @@ import pickle
 import jax
 import numpy as np
 import pytest
+from scipy.stats import multivariate_normal
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
@@ -12,6 +13,7 @@ from gmm import KinematicGMMForecaster, constant_velocity_forecast
 from gmm.datasets import make_bicycle_traffic
 from gmm.metrics import min_ade, nll
 from mixtures.base import x64_scope
+from mixtures.distributions import GaussianMixture
 
 H, T = 6, 15
 
@@ -55,13 +57,21 @@ def test_score_distribution_and_rotation(data, fitted):
     hist, fut = test.history[:20], test.future[:20]
     probs, means, covs = fitted.predict_gaussians(hist)
     d = fitted.predictive_distribution(hist)
-    assert d.batch_shape == (20, T) and d.event_shape == (2,)
-    # NumPyro's mixture log-density vs the NumPy metric (independent implementations)
+    assert isinstance(d, GaussianMixture)
+    assert d.batch_shape == (20, T) and d.event_shape == (2,) and d.n_components == 4
     with x64_scope():  # evaluate the float64 distribution without downcasting
         # one jitted program instead of many eager NumPyro ops (each compiles on first use)
         lp = np.asarray(jax.jit(lambda dist, y: dist.log_prob(y))(d, np.asarray(fut)))
-    np.testing.assert_allclose(-lp.mean(), nll(fut, probs, means, covs), rtol=1e-8)
-    np.testing.assert_allclose(fitted.score(hist, fut), lp.mean(), rtol=1e-8)
+    # an independent reference: scipy's bivariate normal densities, mixed by hand
+    for i, t in [(0, 0), (3, T // 2), (19, T - 1)]:
+        ref = sum(
+            probs[i, k] * multivariate_normal(means[i, k, t], covs[i, k, t]).pdf(fut[i, t])
+            for k in range(4)
+        )
+        np.testing.assert_allclose(lp[i, t], np.log(ref), rtol=1e-10)
+    # the metric and score evaluate the same mixture (float64 round-off only)
+    np.testing.assert_allclose(-lp.mean(), nll(fut, probs, means, covs), rtol=1e-12)
+    np.testing.assert_allclose(fitted.score(hist, fut), lp.mean(), rtol=1e-12)
     # equivariance: rotating and translating the world rotates/translates the forecast
     a = 0.7
     R = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
@@ -94,7 +104,7 @@ def test_pickle_clone_and_errors(data, fitted):
     assert c.get_params() == fitted.get_params()
     with pytest.raises(NotFittedError):
         c.predict(test.history)
-    with pytest.raises(ValueError, match="formulation must be one of"):
+    with pytest.raises(ValueError, match="'formulation' parameter"):
         KinematicGMMForecaster(formulation="bicycle").fit(test.history, test.future)
     with pytest.raises(ValueError, match="future must have shape"):
         KinematicGMMForecaster(epochs=1).fit(test.history, test.future[:10])
@@ -111,7 +121,7 @@ def test_refit_other_sizes_compiles_nothing(data, fitted):
     (here smaller than one minibatch, and one with a partial last minibatch) reuses the
     compiled step and forward functions of the fixture's fit (style guide: count compiles).
     """
-    from gmm import _forecaster as core
+    import gmm._forecaster as core
 
     train, _ = data
     before = core._train_steps._cache_size(), core._forward_jit._cache_size()
@@ -146,3 +156,43 @@ def test_variants_train(data, kwargs):
     probs, means, covs = f.predict_gaussians(test.history[:50])
     assert np.isfinite(f.score(test.history[:50], test.future[:50]))
     assert np.linalg.eigvalsh(covs).min() >= 0.1**2 * (1 - 1e-9)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_modes": 0}, "'n_modes' parameter"),
+        ({"epochs": True}, "not a bool"),
+        ({"batch_size": 2.5}, "'batch_size' parameter"),
+        ({"learning_rate": -1.0}, "'learning_rate' parameter"),
+        ({"dt": np.inf}, "'dt' parameter"),
+        ({"wheelbase": 0.0}, "'wheelbase' parameter"),
+        ({"min_std": np.nan}, "'min_std' parameter"),
+        ({"method": "ekf"}, "'method' parameter"),
+        ({"loss": "nll"}, "'loss' parameter"),
+        ({"hidden_sizes": (16, 0)}, "hidden_sizes must be a sequence of positive ints"),
+        ({"random_state": -1}, "random_state"),
+    ],
+)
+def test_invalid_parameters_raise_before_training(data, kwargs, match):
+    train, _ = data
+    with pytest.raises(ValueError, match=match):
+        KinematicGMMForecaster(**kwargs).fit(train.history[:8], train.future[:8])
+
+
+def test_numpy_int_seed_and_generator(data):
+    """np.int64(0) seeds exactly like 0; a Generator is used, not dropped."""
+    train, _ = data
+    kw = dict(n_modes=2, formulation="velocity", hidden_sizes=(8,), epochs=1, batch_size=50)
+    a = KinematicGMMForecaster(random_state=0, **kw).fit(train.history[:50], train.future[:50])
+    b = KinematicGMMForecaster(random_state=np.int64(0), **kw).fit(
+        train.history[:50], train.future[:50]
+    )
+    np.testing.assert_array_equal(a.loss_curve_, b.loss_curve_)
+    c, d = (
+        KinematicGMMForecaster(random_state=np.random.default_rng(3), **kw).fit(
+            train.history[:50], train.future[:50]
+        )
+        for _ in range(2)
+    )
+    np.testing.assert_array_equal(c.loss_curve_, d.loss_curve_)

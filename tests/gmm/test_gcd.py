@@ -1,9 +1,11 @@
-"""Contrastive / prototypical losses of the GPC M-step against naive NumPy loops."""
+"""GPC M-step losses against naive NumPy loops; the GeneralizedCategoryDiscovery shell."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import gmm._gcd as gcd_core
 from gmm import GeneralizedCategoryDiscovery, cluster_accuracy
 from gmm._gcd import concentration, info_nce_loss, prototype_loss, supcon_loss
 from mixtures.base import x64_scope
@@ -107,3 +109,94 @@ def test_gcd_fit_small():
     np.testing.assert_array_equal(m.labels_[y >= 0], y[y >= 0])
     # well separated blobs stay separable in the learned embedding
     assert cluster_accuracy(yt, m.labels_)["all"] > 0.9
+
+
+def _two_feature_blobs():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(c, 0.5, (60, 2)) for c in ([0, 0], [4, 0], [0, 4])])
+    yt = np.repeat(np.arange(3), 60)
+    return X, np.where((yt < 2) & (rng.random(180) < 0.5), yt, -1)
+
+
+def test_normalise_has_finite_gradient_at_the_origin():
+    with x64_scope():
+        z = jnp.array([3.0, -4.0])
+        np.testing.assert_allclose(gcd_core._normalise(z), [0.6, -0.8], rtol=1e-15)
+        # d(z/|z|)/dz = (I - u u^T) / |z|
+        u = np.array([0.6, -0.8])
+        jac = jax.jacobian(gcd_core._normalise)(z)
+        np.testing.assert_allclose(jac, (np.eye(2) - np.outer(u, u)) / 5.0, rtol=1e-14)
+        # the origin maps to the origin with a zero (not 0/0 = NaN) Jacobian
+        assert np.all(np.asarray(gcd_core._normalise(jnp.zeros(2))) == 0.0)
+        assert np.all(np.asarray(jax.jacobian(gcd_core._normalise)(jnp.zeros(2))) == 0.0)
+
+
+def test_two_features_with_feature_dropout_train():
+    """With 2 features, dropout (p = 0.1) removes both features of about 1 % of the views;
+    at initialisation their pre-normalisation embedding is exactly zero, where the gradient
+    of the norm was 0/0. The head's parameters turned NaN and the first E-step reported the
+    model's own NaN embedding as "Input X contains NaN"."""
+    X, y = _two_feature_blobs()
+    m = GeneralizedCategoryDiscovery(
+        n_epochs=2, steps_per_epoch=3, hidden_dim=16, batch_size=64, random_state=0
+    ).fit(X, y)
+    assert all(np.isfinite(v).all() for v in m.head_params_.values())
+    assert np.isfinite(m.history_["loss"]).all()
+    np.testing.assert_array_equal(m.labels_[y >= 0], y[y >= 0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"learning_rate": -1.0}, "'learning_rate' parameter"),
+        ({"batch_size": 0}, "'batch_size' parameter"),
+        ({"batch_size": 1}, "'batch_size' parameter"),
+        ({"temperature_s": 0.0}, "'temperature_s' parameter"),
+        ({"temperature_u": np.inf}, "'temperature_u' parameter"),
+        ({"drop_prob": 1.0}, "'drop_prob' parameter"),
+        ({"sup_weight": 1.5}, "'sup_weight' parameter"),
+        ({"n_epochs": True}, "not a bool"),
+        ({"gmm_params": [("max_iter", 3)]}, "'gmm_params' parameter"),
+        ({"random_state": "seed"}, "random_state"),
+    ],
+)
+def test_invalid_parameters_raise_clear_errors(kwargs, match):
+    X, y = _two_feature_blobs()
+    with pytest.raises(ValueError, match=match):
+        GeneralizedCategoryDiscovery(**kwargs).fit(X, y)
+
+
+def test_numpy_int_seed_and_generator_are_reproducible():
+    X, y = _two_feature_blobs()
+    kw = dict(n_epochs=1, steps_per_epoch=3, hidden_dim=16, batch_size=32)
+    a = GeneralizedCategoryDiscovery(random_state=0, **kw).fit(X, y)
+    b = GeneralizedCategoryDiscovery(random_state=np.int64(0), **kw).fit(X, y)
+    assert a.history_["loss"] == b.history_["loss"]
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    c, d = (
+        GeneralizedCategoryDiscovery(random_state=np.random.default_rng(7), **kw).fit(X, y)
+        for _ in range(2)
+    )
+    assert c.history_["loss"] == d.history_["loss"]
+    np.testing.assert_array_equal(c.transform(X), d.transform(X))
+
+
+def test_refit_with_other_hyperparameters_compiles_nothing():
+    """Continuous hyperparameters (learning rate included) are traced, not static."""
+    X, y = _two_feature_blobs()
+    kw = dict(n_epochs=1, steps_per_epoch=2, hidden_dim=16, batch_size=32, random_state=0)
+    GeneralizedCategoryDiscovery(**kw).fit(X, y)
+    before = gcd_core._train_step._cache_size()
+    GeneralizedCategoryDiscovery(learning_rate=5e-3, temperature_s=0.1, **kw).fit(X, y)
+    assert gcd_core._train_step._cache_size() == before
+
+
+def test_numerical_failure_is_reported_as_the_models(monkeypatch):
+    """A non-finite embedding is the model's failure: the message must not blame X."""
+    X, y = _two_feature_blobs()
+    monkeypatch.setattr(gcd_core, "_embed", lambda params, X: jnp.full((X.shape[0], 2), jnp.nan))
+    with pytest.raises(ValueError, match="embedding .*numerical failure of the model") as err:
+        GeneralizedCategoryDiscovery(
+            n_epochs=2, steps_per_epoch=1, hidden_dim=16, batch_size=32, random_state=0
+        ).fit(X, y)
+    assert "Input X contains NaN" not in str(err.value)

@@ -14,7 +14,7 @@ Z0 = np.array([1.0, -2.0, 0.3, 8.0])
 
 
 def _controls(formulation):
-    """Moderate-noise control sequences (sigma_theta <= 0.2 rad, note 11.3 item 4)."""
+    """Moderate-noise control sequences (sigma_theta <= 0.2 rad: first order is accurate)."""
     t = np.linspace(0.0, 1.0, T)
     if formulation == "velocity":
         m = np.column_stack([8.0 + t, 2.0 * t])
@@ -99,7 +99,8 @@ def test_propagate_matches_monte_carlo(mc_reference, formulation, method):
     # linearisation error at sigma_theta <= 0.2 rad (issue 5 acceptance criterion).
     np.testing.assert_allclose(sd, sd_mc, rtol=0.03)
     # means: MC standard error ~ sd/sqrt(n) < 0.01 m; linearisation bias of the first-order
-    # mean is <= sum_t s dt sigma_theta^2 / 2 (note section 6) ~ 0.24 m for speed_heading.
+    # mean is <= sum_t s dt sigma_theta^2 / 2 (E|cos/sin Taylor remainder| <= sigma^2 / 2)
+    # ~ 0.24 m for speed_heading.
     bias_bound = 0.25 if (formulation == "speed_heading" and method == "exact") else 0.03
     np.testing.assert_allclose(res.position_mean[-1], mc_mean[-1], atol=bias_bound)
     # full covariance: the x-y correlation at the last step (MC std error of a sample
@@ -178,12 +179,13 @@ def test_linear_formulations_exact(formulation, method):
         np.testing.assert_allclose(
             res.position_cov[i], cov[np.arange(n), :, np.arange(n), :], atol=1e-10
         )
-    if formulation == "acceleration":  # note 4.2: Sigma_p1 = 0 exactly
+    if formulation == "acceleration":  # Euler: a_0 first moves p_2, so Sigma_p1 = 0
         assert np.all(np.asarray(res.position_cov[:, 0]) == 0.0)
 
 
-def test_note_table_closed_forms():
-    """Note section 5: F1 std at t=80 is 0.8944 (paper 8.0); F2 4.09 (paper 31.6)."""
+def test_variance_sum_vs_printed_std_sum_closed_forms():
+    """sigma = 1 per step, dt = 0.1, t = 80: velocity std 0.8944 (printed std sum 8.0),
+    acceleration std 4.09 (printed 31.6)."""
     n = 80
     eye = np.tile(np.eye(2), (n, 1, 1))
     with x64_scope():
@@ -199,14 +201,15 @@ def test_note_table_closed_forms():
             np.testing.assert_allclose(np.sqrt(p.position_cov[-1, 0, 0]), printed, rtol=1e-12)
 
 
-def test_speed_heading_moment_one_step_matches_note():
-    """Note section 5: mu_s=10, sigma_s=1, mu_th=0.5, sigma_th=0.3, dt=0.1."""
+def test_speed_heading_moment_one_step_closed_forms():
+    """One step, mu_s=10, sigma_s=1, mu_th=0.5, sigma_th=0.3, dt=0.1: closed forms and
+    reference values (moment-matched and first-order) of the increment's moments."""
     m = np.array([[10.0, 0.5]])
     c = np.array([[[1.0, 0.0], [0.0, 0.09]]])
     with x64_scope():
         mm = propagate(m, c, np.zeros(4), dt=0.1, formulation="speed_heading", method="moment")
         ex = propagate(m, c, np.zeros(4), dt=0.1, formulation="speed_heading", method="exact")
-    # closed forms of note 4.3 evaluated independently here
+    # moment-matched closed forms (E cos th = cos mu e^{-sigma^2/2}, ...) evaluated here
     cth, c2 = np.exp(-0.09 / 2), np.exp(-2 * 0.09)
     m2 = 101.0
     ecos, ecos2 = np.cos(0.5) * cth, 0.5 * (1 + np.cos(1.0) * c2)
@@ -214,7 +217,7 @@ def test_speed_heading_moment_one_step_matches_note():
     np.testing.assert_allclose(
         mm.position_cov[0, 0, 0], 0.01 * (m2 * ecos2 - 100 * ecos**2), rtol=1e-12
     )
-    np.testing.assert_allclose(mm.position_mean[0, 0], 0.83897, atol=1e-5)  # note's value
+    np.testing.assert_allclose(mm.position_mean[0, 0], 0.83897, atol=1e-5)  # reference
     np.testing.assert_allclose(np.sqrt(mm.position_cov[0, 0, 0]), 0.1704, atol=1e-4)
     np.testing.assert_allclose(np.sqrt(ex.position_cov[0, 0, 0]), 0.16849, atol=1e-5)
     np.testing.assert_allclose(mm.position_cov[0, 0, 1], -0.0296, atol=1e-4)
@@ -222,7 +225,7 @@ def test_speed_heading_moment_one_step_matches_note():
 
 
 def test_paper_method_reproduces_printed_recursions():
-    """Independent loop over the printed formulas of note section 3 (F1, F2, F3)."""
+    """Independent loop over the paper's printed formulas (formulations 1-3)."""
     rng = np.random.default_rng(1)
     n, dt = 6, 0.2
     m = np.column_stack([rng.uniform(5, 10, n), rng.uniform(-1, 1, n)])
@@ -386,7 +389,7 @@ def test_bad_input_raises(kwargs, match):
 
 
 def _numpy_ekf_and_printed(mu, sd, z0, dt, wheelbase):
-    """Independent NumPy loops: the EKF recursion (note 4.4) and the printed std sums (F4)."""
+    """Independent NumPy loops: the 4-state EKF recursion and the std sums (formulation 4)."""
     z = np.array(z0, dtype=float)
     S = np.zeros((4, 4))
     sv = sth = sx = sy = 0.0

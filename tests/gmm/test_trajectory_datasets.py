@@ -30,8 +30,8 @@ def test_parse_tiny_file_with_gap(tmp_path):
 
 
 @needs_data
-def test_eth_ucy_counts_match_note():
-    # note section 11.2: biwi_eth has 44 tracks with >= 20 positions; hotel 122.
+def test_eth_ucy_track_counts():
+    # known counts of the raw files: biwi_eth has 44 tracks with >= 20 positions; hotel 122.
     # Each track of length n >= 20 gives n - 19 windows; compare window counts with the
     # track table by counting tracks that give at least one window.
     for scene, n_tracks in (("biwi_eth", 44), ("biwi_hotel", 122), ("crowds_zara01", 142)):

@@ -87,3 +87,35 @@ def test_metric_errors():
         nll(y, w, modes, -cov)
     with pytest.raises(ValueError, match="threshold"):
         miss_rate(y, modes, threshold=0.0)
+
+
+def test_singular_covariance_raises():
+    y, modes, w, cov = _random_case()
+    with pytest.raises(ValueError, match="positive definite"):
+        nll(y, w, modes, np.zeros_like(cov))
+
+
+@pytest.mark.parametrize("rho", [0.5, 1 - 1e-6, 1 - 1e-10])
+def test_mixture_density_gradients_near_singular_covariances(rho):
+    """The forecaster's loss differentiates GaussianMixture's Cholesky form; integrated
+    covariances of turning agents can be nearly singular. Gradients w.r.t. the mean must
+    stay finite and equal Sigma^{-1} (y - mu) (conditioning ~ 1 / (1 - rho))."""
+    import jax
+    import jax.numpy as jnp
+
+    from gmm._trajectory_mixture import step_mixture
+    from mixtures.base import x64_scope
+
+    cov = np.array([[4.0, 2.0 * rho], [2.0 * rho, 1.0]])
+    y = np.array([[0.3, -0.2]])
+    with x64_scope():
+
+        def log_density(mu):
+            gm = step_mixture(jnp.ones(1), mu[None, None], jnp.asarray(cov)[None, None])
+            return gm.component_log_prob(jnp.asarray(y)).sum()
+
+        g = np.asarray(jax.grad(log_density)(jnp.zeros(2)))
+    want = np.linalg.solve(cov, y[0])
+    assert np.all(np.isfinite(g))
+    # relative accuracy ~ cond(Sigma) * eps
+    np.testing.assert_allclose(g, want, rtol=1e-15 * 10 / (1 - rho) + 1e-12)
