@@ -64,6 +64,27 @@ def vech_features(x):
     return jnp.concatenate([x[..., iu] * x[..., ju], x], axis=-1)
 
 
+def _precision_factor_2x2(cov):
+    r"""``L^{-T}`` and ``log|Sigma|`` of 2x2 covariances in closed form.
+
+    With :math:`\Sigma = \begin{pmatrix} a & b \\ b & c \end{pmatrix} = L L^\top`,
+    :math:`L_{11} = \sqrt a`, :math:`L_{21} = b / L_{11}`,
+    :math:`L_{22} = \sqrt{c - L_{21}^2}`, and
+    :math:`L^{-\top} = \begin{pmatrix} 1/L_{11} & -L_{21}/(L_{11} L_{22}) \\
+    0 & 1/L_{22} \end{pmatrix}`: the numbers ``jnp.linalg.cholesky`` and a triangular
+    solve give (NaN where ``Sigma`` is not positive definite), in a few element-wise ops.
+    """
+    a, b, c = cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1]
+    l11 = jnp.sqrt(a)
+    l21 = b / l11
+    l22 = jnp.sqrt(c - l21 * l21)
+    zero = jnp.zeros_like(a)
+    p = jnp.stack(
+        [jnp.stack([1.0 / l11, -l21 / (l11 * l22)], -1), jnp.stack([zero, 1.0 / l22], -1)], -2
+    )
+    return p, 2.0 * (jnp.log(l11) + jnp.log(l22))
+
+
 class GaussianMixture(dist.Distribution):
     r"""Finite mixture of multivariate normal distributions.
 
@@ -146,13 +167,16 @@ class GaussianMixture(dist.Distribution):
         self.covariances = covariances
         self.log_weights = jnp.log(weights)
         if covariance_type == "full":
-            chol = jnp.linalg.cholesky(covariances)
-            eye = jnp.broadcast_to(jnp.eye(D, dtype=chol.dtype), chol.shape)
             # P = L^{-T}: (x - mu)^T P has squared norm (x - mu)^T Sigma^{-1} (x - mu).
-            self._precision_factor = jnp.swapaxes(
-                jax.scipy.linalg.solve_triangular(chol, eye, lower=True), -1, -2
-            )
-            self._log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)
+            if D == 2:  # closed form: the bivariate case (trajectories) is the hot one
+                self._precision_factor, self._log_det = _precision_factor_2x2(covariances)
+            else:
+                chol = jnp.linalg.cholesky(covariances)
+                eye = jnp.broadcast_to(jnp.eye(D, dtype=chol.dtype), chol.shape)
+                self._precision_factor = jnp.swapaxes(
+                    jax.scipy.linalg.solve_triangular(chol, eye, lower=True), -1, -2
+                )
+                self._log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, 0, -2, -1)), -1)
         elif covariance_type == "diag":
             self._precision_factor = 1.0 / jnp.sqrt(covariances)
             self._log_det = jnp.sum(jnp.log(covariances), -1)

@@ -201,3 +201,24 @@ def test_burr12_keeps_float64_parameters_whatever_the_x64_flag():
         - st.burr12(2.0 - eps, 2.0, scale=0.1).logpdf(1.5)
     ) / (2 * eps)
     np.testing.assert_allclose(g, fd, rtol=1e-7)
+
+
+def test_bivariate_closed_form_matches_scipy_and_the_general_cholesky():
+    rng = np.random.default_rng(11)
+    A = rng.normal(size=(5, 2, 2))
+    cov = A @ A.transpose(0, 2, 1) + np.diag([1e-3, 2.0])
+    cov[0] = [[1.0, 0.999999], [0.999999, 1.0]]  # nearly singular
+    means, w = rng.normal(size=(5, 2)), rng.dirichlet(np.ones(5))
+    X = rng.normal(size=(20, 2))
+    with x64_scope():
+        gm = GaussianMixture(w, means, cov)
+        got = np.asarray(gm.component_log_prob(jnp.asarray(X)))
+        grad = jax.grad(lambda c: GaussianMixture(w, means, c).log_prob(jnp.asarray(X)).sum())(
+            jnp.asarray(cov)
+        )
+    want = np.stack([st.multivariate_normal(means[k], cov[k]).logpdf(X) for k in range(5)], 1)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    assert np.all(np.isfinite(np.asarray(grad)))
+    with x64_scope():  # a non-positive-definite matrix gives NaN, as jnp.linalg.cholesky does
+        bad = GaussianMixture(np.ones(1), np.zeros((1, 2)), np.array([[[1.0, 2.0], [2.0, 1.0]]]))
+        assert np.isnan(float(bad.log_prob(jnp.zeros(2))))
