@@ -252,17 +252,17 @@ def validate_semi_labels(
             f"y must be >= -1 (-1 marks an unlabelled sample); got min {y.min()}. "
             "Encode classes as 0..L-1."
         )
+    if n_components is not None and y.size and y.max() >= n_components:
+        raise ValueError(
+            f"label {y.max()} >= n_components={n_components}: each known class needs its own "
+            f"component. Use n_components > {y.max()} (or None) or re-encode the labels."
+        )
     known = np.unique(y[y >= 0])
     if contiguous and not np.array_equal(known, np.arange(known.size)):
         shown = ", ".join(map(str, known[:10])) + (", ..." if known.size > 10 else "")
         raise ValueError(
             f"the known classes must be numbered 0..L-1; got ids {{{shown}}}. Re-encode them, "
             "e.g. y[y >= 0] = sklearn.preprocessing.LabelEncoder().fit_transform(y[y >= 0])."
-        )
-    if n_components is not None and y.size and y.max() >= n_components:
-        raise ValueError(
-            f"label {y.max()} >= n_components={n_components}: each known class needs its own "
-            f"component. Use n_components > {y.max()} (or None) or re-encode the labels."
         )
     return y
 

@@ -411,7 +411,7 @@ def log_gamma_ratio(a, h):
     Examples
     --------
     >>> import math
-    >>> round(float(log_gamma_ratio(3.0, 0.5)), 12) == round(math.lgamma(3.5) - math.lgamma(3), 12)
+    >>> abs(float(log_gamma_ratio(3.0, 0.5)) - (math.lgamma(3.5) - math.lgamma(3.0))) < 1e-6
     True
     """
     a = jnp.asarray(a, dtype=jnp.result_type(a, float))

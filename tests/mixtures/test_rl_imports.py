@@ -1,35 +1,28 @@
-"""gymnasium is needed by mixtures.rl only: the other packages never import it."""
+"""gymnasium is needed by mixtures.rl only: the other packages never import it, and
+mixtures.rl without it names the extra to install."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+CODE = """
+import sys
+import mixtures, mixtures.experts, mixtures.gradmix, mixtures.cli, gp, gmm
+assert 'gymnasium' not in sys.modules, 'gymnasium was imported'
+sys.modules['gymnasium'] = None  # every later import of gymnasium raises ImportError
+try:
+    import mixtures.rl
+except ImportError as err:
+    print(err)
+else:
+    raise SystemExit('mixtures.rl imported without gymnasium')
+"""
 
-def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
-    )
 
-
-def test_other_packages_do_not_import_gymnasium():
-    proc = _run(
-        "import mixtures, mixtures.experts, mixtures.gradmix, mixtures.cli, gp, gmm; "
-        "import sys; assert 'gymnasium' not in sys.modules, 'gymnasium was imported'"
-    )
-    assert proc.returncode == 0, proc.stderr
-
-
-def test_rl_without_gymnasium_names_the_extra():
-    # sys.modules[name] = None makes every later import of that name raise ImportError
-    proc = _run(
-        "import sys; sys.modules['gymnasium'] = None\n"
-        "try:\n"
-        "    import mixtures.rl\n"
-        "except ImportError as err:\n"
-        "    print(err)\n"
-        "else:\n"
-        "    raise SystemExit('mixtures.rl imported without gymnasium')\n"
+def test_only_rl_needs_gymnasium_and_says_which_extra_to_install():
+    proc = subprocess.run(
+        [sys.executable, "-c", CODE], capture_output=True, text=True, timeout=300, check=False
     )
     assert proc.returncode == 0, proc.stderr
     assert 'pip install "mixproc[rl]"' in proc.stdout
