@@ -25,9 +25,17 @@ __all__ = ["SemiSupervisedKMeans", "estimate_n_clusters", "squared_distances", "
 
 
 def squared_distances(X, C, xx=None):
-    """Squared Euclidean distances (N, K); ``xx`` = precomputed ``(X * X).sum(1)``."""
+    """Squared Euclidean distances (N, K); ``xx`` = precomputed ``(X * X).sum(1)``.
+
+    ``|x|^2 - 2 x.c + |c|^2`` evaluated in place in one (N, K) buffer (the same
+    floating-point operations, in the same order, as the textbook expression).
+    """
     xx = (X * X).sum(1) if xx is None else xx
-    return np.maximum(xx[:, None] - 2.0 * X @ C.T + (C * C).sum(1)[None, :], 0.0)
+    d = X @ C.T
+    d *= -2.0
+    d += xx[:, None]
+    d += (C * C).sum(1)[None, :]
+    return np.maximum(d, 0.0, out=d)
 
 
 def _seed_centres(X, y, n_clusters, rng):
@@ -40,21 +48,22 @@ def _seed_centres(X, y, n_clusters, rng):
         centres[c] = X[y == c].mean(0)
         have[c] = True
     pool = X[~lab] if (~lab).any() else X
+    xx = (pool * pool).sum(1)
     todo = np.flatnonzero(~have)
     if todo.size:
         if have.any():
-            d2 = squared_distances(pool, centres[have]).min(1)
+            d2 = squared_distances(pool, centres[have], xx).min(1)
         else:
             first = pool[rng.integers(pool.shape[0])]
             centres[todo[0]] = first
             have[todo[0]] = True
             todo = todo[1:]
-            d2 = squared_distances(pool, first[None]).ravel()
+            d2 = squared_distances(pool, first[None], xx).ravel()
         for k in todo:
             tot = d2.sum()
             i = rng.choice(pool.shape[0], p=d2 / tot) if tot > 0 else rng.integers(pool.shape[0])
             centres[k] = pool[i]
-            d2 = np.minimum(d2, squared_distances(pool, pool[i][None]).ravel())
+            np.minimum(d2, squared_distances(pool, pool[i][None], xx).ravel(), out=d2)
     return centres
 
 

@@ -344,7 +344,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         X, y, mesh, prior = ctx["X"], ctx["y"], ctx["mesh"], ctx["prior"]
         d = X.shape[1]
         k = means.shape[0]
-        kb = _bucket_k(k)
+        kb = _bucket_k(k) if self.split_merge else k  # padding only when K moves
         pad = kb - k
         denom = prior.nu + d + 2  # 0 without a prior: padding gets the identity
         fallback = np.asarray(prior.psi) / denom if denom > 0 else np.eye(d)

@@ -242,36 +242,43 @@ class GaussianMixtureModel(MixtureMixin, MixprocEstimator):
         )
         return self
 
-    def _initial_resp(self, X, rng):
-        n, K = X.shape[0], self.n_components
-        resp = np.zeros((n, K))
-        if self.init_params == "kmeans":
-            labels = KMeans(K, n_init=1, random_state=rng).fit(X).labels_
-            resp[np.arange(n), labels] = 1
-        elif self.init_params == "k-means++":
-            _, idx = kmeans_plusplus(X, K, random_state=rng)
-            resp[idx, np.arange(K)] = 1
-        elif self.init_params == "random":
-            resp = rng.uniform(size=(n, K))
-            resp /= resp.sum(1, keepdims=True)
-        else:
-            idx = rng.choice(n, size=K, replace=False)
-            resp[idx, np.arange(K)] = 1
-        return resp
-
     def _initial_params(self, X, rng, given):
-        """scikit-learn's initialisation: M-step on the initial responsibilities, then the
-        user's ``*_init`` arrays in place of what they give."""
+        """scikit-learn's initialisation (an M-step on the initial responsibilities of
+        ``init_params``), then the user's ``*_init`` arrays in place of what they give.
+
+        Hard starts ("kmeans", "k-means++", "random_from_data") are one-hot: the M-step is
+        the EM engine's, with every sample (or only the chosen ones, by sample weight)
+        clamped to its component, so no (n_samples, n_components) array is built.
+        """
         w, m, c = given
         if w is None or m is None or c is None:
-            resp = self._initial_resp(X, rng)
-            params = _m_step_jit(
-                jnp.asarray(X), jnp.asarray(resp), self.reg_covar, covariance_type="full"
-            )
-            w0, m0, c0 = to_numpy(params)
-            w = w0 if w is None else w
-            m = m0 if m is None else m
-            c = c0 if c is None else c
+            n, K = X.shape[0], self.n_components
+            y, weight = None, None
+            if self.init_params == "kmeans":
+                y = KMeans(K, n_init=1, random_state=rng).fit(X).labels_
+            elif self.init_params in ("k-means++", "random_from_data"):
+                if self.init_params == "k-means++":
+                    _, idx = kmeans_plusplus(X, K, random_state=rng)
+                else:
+                    idx = rng.choice(n, size=K, replace=False)
+                y, weight = np.full(n, -1), np.zeros(n)
+                y[idx], weight[idx] = np.arange(K), 1.0
+            if y is None:  # "random": soft responsibilities
+                resp = rng.uniform(size=(n, K))
+                resp /= resp.sum(1, keepdims=True)
+                params = to_numpy(
+                    _m_step_jit(jnp.asarray(X), jnp.asarray(resp), self.reg_covar)
+                )
+            else:
+                start = GaussianMixtureParams(np.full(K, 1 / K), np.zeros((K, X.shape[1])),
+                                              np.stack([np.eye(X.shape[1])] * K))  # fmt: skip
+                params = to_numpy(
+                    fit_em(X, start, y=y, sample_weight=weight, reg_covar=self.reg_covar,
+                           max_iter=1).params
+                )  # fmt: skip
+            w = params[0] if w is None else w
+            m = params[1] if m is None else m
+            c = params[2] if c is None else c
         return GaussianMixtureParams(w, m, covariances_from_full(c, self.covariance_type))
 
     def _fit_em(self, X, rng):

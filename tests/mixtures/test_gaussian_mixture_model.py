@@ -144,18 +144,17 @@ def test_same_start_log_likelihood_equals_sklearn_to_1e8():
     np.testing.assert_allclose(ours.means_, sk.means_, rtol=1e-6, atol=1e-8)
 
 
-def test_same_random_state_draws_the_same_kmeans_start_as_sklearn():
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_every_init_from_the_same_random_state_equals_sklearn(init_params):
+    """Same seed, same draws, same start, same EM: the fits agree to rounding."""
     X = _blobs(4)
-    for rs in (0, np.int64(7), np.random.RandomState(3)):
-        ours = GaussianMixtureModel(2, max_iter=1, random_state=rs)
-        sk = SkGaussianMixture(2, max_iter=1, random_state=rs)
-        if isinstance(rs, np.random.RandomState):
-            ours.random_state, sk.random_state = np.random.RandomState(3), np.random.RandomState(3)
-        with pytest.warns(Warning):
-            ours.fit(X)
-        with pytest.warns(Warning):
-            sk.fit(X)
-        np.testing.assert_allclose(ours.means_, sk.means_, rtol=1e-10)
+    for rs in (0, np.int64(7)):
+        ours = GaussianMixtureModel(2, init_params=init_params, random_state=rs).fit(X)
+        sk = SkGaussianMixture(2, init_params=init_params, random_state=rs).fit(X)
+        assert ours.n_iter_ == sk.n_iter_
+        np.testing.assert_allclose(ours.means_, sk.means_, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(ours.covariances_, sk.covariances_, rtol=1e-10, atol=1e-12)
+        assert ours.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-12)
 
 
 def test_init_arrays_are_validated():
