@@ -147,38 +147,39 @@ def _device_peak_mb():
     return None
 
 
-def _time_fits(make, X, reps):
-    """Median wall time of ``make().fit(X)`` after one warm-up fit, and the peak RSS delta."""
+def bench_whole_fit(X, k, iters, reps):
+    """Whole fits of the three estimators, interleaved rep by rep so that a slow spell of
+    the machine hits every side alike; median wall time per estimator."""
+    common = dict(max_iter=iters, tol=0.0, random_state=0)
+    makers = {
+        "sklearn": lambda: GaussianMixture(k, **common),
+        "GaussianMixtureModel": lambda: GaussianMixtureModel(k, **common),
+        "SemiSupervisedGMM": lambda: SemiSupervisedGMM(k, split_merge=False, **common),
+    }
+    first, times, peaks, fitted = {}, {n: [] for n in makers}, {n: 0.0 for n in makers}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        t = time.perf_counter()
-        est = make().fit(X)
-        first = time.perf_counter() - t
-        times = []
-        with PeakRSS() as mem:
-            for _ in range(reps):
-                t = time.perf_counter()
-                est = make().fit(X)
-                times.append(time.perf_counter() - t)
-    med = float(np.median(times))
-    return {
-        "fit_s": med,
-        "compile_s": max(first - med, 0.0),
-        "peak_rss_mb": mem.delta_mb,
-        "n_iter": int(est.n_iter_),
-        "mean_log_likelihood": float(est.score(X)),
-    }
-
-
-def bench_whole_fit(X, k, iters, reps):
-    common = dict(max_iter=iters, tol=0.0, random_state=0)
-    out = {
-        "sklearn": _time_fits(lambda: GaussianMixture(k, **common), X, reps),
-        "GaussianMixtureModel": _time_fits(lambda: GaussianMixtureModel(k, **common), X, reps),
-        "SemiSupervisedGMM": _time_fits(
-            lambda: SemiSupervisedGMM(k, split_merge=False, **common), X, reps
-        ),
-    }
+        for name, make in makers.items():  # warm-up: compilation, caches
+            t = time.perf_counter()
+            make().fit(X)
+            first[name] = time.perf_counter() - t
+        for _ in range(reps):
+            for name, make in makers.items():
+                with PeakRSS() as mem:
+                    t = time.perf_counter()
+                    fitted[name] = make().fit(X)
+                    times[name].append(time.perf_counter() - t)
+                peaks[name] = max(peaks[name], mem.delta_mb)
+    out = {}
+    for name in makers:
+        med = float(np.median(times[name]))
+        out[name] = {
+            "fit_s": med,
+            "compile_s": max(first[name] - med, 0.0),
+            "peak_rss_mb": peaks[name],
+            "n_iter": int(fitted[name].n_iter_),
+            "mean_log_likelihood": float(fitted[name].score(X)),
+        }
     return out
 
 
@@ -198,7 +199,7 @@ def main(argv=None):
     )
     a = ap.parse_args(argv)
     reps = a.reps or (2 if a.quick else 5)
-    fit_reps = a.reps or (1 if a.quick else 3)
+    fit_reps = a.reps or (1 if a.quick else 5)
     mnist = np.load(pathlib.Path(a.data_dir) / "umap_mnist.npz")["X"].astype(np.float64)
     synth = np.random.default_rng(0).normal(size=(20000, 64))
     cases = [("UMAP MNIST", mnist, 10), ("UMAP MNIST", mnist, 50), ("synthetic", synth, 50)]

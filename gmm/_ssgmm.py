@@ -8,6 +8,7 @@ import numbers
 import jax.numpy as jnp
 import numpy as np
 from sklearn.base import ClusterMixin
+from sklearn.cluster import KMeans
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
@@ -19,6 +20,7 @@ from mixtures.base import (
     check_finite_result,
     random_state_to_generator,
     random_state_to_key,
+    random_state_to_random_state,
     validate_semi_labels,
     x64_scope,
 )
@@ -134,8 +136,9 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         as given.
     reg_covar : float, default=1e-6
     n_init : int, default=1
-        Initialisations (semi-supervised k-means++) of the first EM phase; the best
-        log-likelihood is kept.
+        Initialisations of the first EM phase (semi-supervised k-means from GCD's seeding;
+        without labels, scikit-learn's ``KMeans``, seeded as
+        :class:`mixtures.GaussianMixtureModel` seeds it); the best log-likelihood is kept.
     max_iter : int, default=100
         EM iterations per phase.
     tol : float, default=1e-3
@@ -365,6 +368,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
                 max_iter=int(self.max_iter),
                 mesh=mesh,
                 covariance_type=self.covariance_type,
+                clamp=bool((y >= 0).any()),
             )
             w = np.asarray(res.params.weights)[:k]
             m = np.asarray(res.params.means)[:k]
@@ -508,9 +512,15 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
             n_features=d, covariance_type=self.covariance_type,
         )  # fmt: skip
         best = None
+        # without labels the semi-supervised k-means start is k-means: scikit-learn's, seeded
+        # as GaussianMixtureModel seeds it (the same random_state gives the same start)
+        kmeans_rs = random_state_to_random_state(self.random_state) if not known.size else None
         for _ in range(int(self.n_init)):
             if w_init is None or m_init is None or c_init is None:
-                _, labels, _, _ = ss_kmeans(Xc, y, k0, n_init=1, max_iter=20, rng=rng)
+                if known.size:
+                    _, labels, _, _ = ss_kmeans(Xc, y, k0, n_init=1, max_iter=20, rng=rng)
+                else:
+                    labels = KMeans(k0, n_init=1, random_state=kmeans_rs).fit(X).labels_
                 st = cluster_stats(Xc, labels, k0)
                 m, c = map_gaussian(st, prior, self.reg_covar)
                 w = (st.n + 1e-10) / (st.n + 1e-10).sum()

@@ -60,8 +60,8 @@ def vech_features(x):
     (:meth:`GaussianMixture.quadratic_coefficients`).
     """
     d = x.shape[-1]
-    iu, ju = np.triu_indices(d)
-    return jnp.concatenate([x[..., iu] * x[..., ju], x], axis=-1)
+    # row i of the upper triangle is x_i * x[i:], built from static slices (no gather)
+    return jnp.concatenate([x[..., i : i + 1] * x[..., i:] for i in range(d)] + [x], axis=-1)
 
 
 def _precision_factor_2x2(cov):

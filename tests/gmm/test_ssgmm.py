@@ -373,3 +373,17 @@ def test_ss_kmeans_score_is_sklearn_kmeans_score_and_grid_search_works():
     assert ss.score(X[:17]) == pytest.approx(sk.score(X[:17]), rel=1e-10)
     grid = GridSearchCV(SemiSupervisedKMeans(random_state=0), {"n_clusters": [2, 3, 6]}).fit(X)
     assert grid.best_params_["n_clusters"] == 6  # the objective always prefers more clusters
+
+
+def test_unlabelled_equals_gaussian_mixture_model_from_the_same_seed():
+    from mixtures import GaussianMixtureModel
+
+    X, _ = _blobs(k=4, d=3, n=50, spread=2.5, seed=5)
+    for rs in (0, np.int64(11)):
+        gm = GaussianMixtureModel(4, random_state=rs).fit(X)
+        ss = SemiSupervisedGMM(
+            4, split_merge=False, prior="maximum_likelihood", random_state=rs
+        ).fit(X)
+        assert ss.n_iter_ == gm.n_iter_
+        assert ss.lower_bound_ == pytest.approx(gm.lower_bound_, rel=1e-10)
+        np.testing.assert_allclose(ss.means_, gm.means_, rtol=1e-8, atol=1e-10)
