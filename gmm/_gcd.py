@@ -479,3 +479,10 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
     def predict(self, X):
         """Nearest prototype (cosine similarity)."""
         return (self.transform(X) @ self.prototypes_.T).argmax(1)
+
+    def score(self, X, y=None):
+        """Mean log density of the embedded ``X`` under the fitted semi-supervised mixture
+        (``gmm_``), so that model selection (e.g. ``GridSearchCV``) works without
+        ``scoring=``. Labels are not used; compare scores only between fits with the same
+        embedding dimension."""
+        return float(self.gmm_.score(self.transform(X)))

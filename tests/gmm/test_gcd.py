@@ -109,6 +109,8 @@ def test_gcd_fit_small():
     np.testing.assert_array_equal(m.labels_[y >= 0], y[y >= 0])
     # well separated blobs stay separable in the learned embedding
     assert cluster_accuracy(yt, m.labels_)["all"] > 0.9
+    # score: the mixture's mean log density of the embedding (GridSearchCV needs a score)
+    assert m.score(X[:30]) == pytest.approx(float(m.gmm_.score_samples(Z[:30]).mean()), rel=1e-12)
 
 
 def _two_feature_blobs():
