@@ -6,7 +6,7 @@ RUN = $(UV) run --quiet
 export PYTHONUNBUFFERED := 1
 PYTEST_WORKERS ?= 2
 
-.PHONY: uv sync test lint demo bench notebooks clean
+.PHONY: uv sync test lint demo bench notebooks docs clean
 
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
@@ -36,9 +36,13 @@ bench: uv
 		echo "== $$script"; $(RUN) python $$script || exit 1; \
 	done
 
+# The documentation site (API reference, tutorials), warnings as errors: docs/_build/html.
+docs: sync
+	$(RUN) python -m sphinx -E -W --keep-going -b html docs docs/_build/html
+
 # Re-execute the notebooks in place (outputs are committed so users see them rendered).
 notebooks: sync
 	$(RUN) python notebooks/_build/execute.py notebooks/*.ipynb
 
 clean:
-	rm -rf .venv .pytest_cache .ruff_cache mixproc-demo
+	rm -rf .venv .pytest_cache .ruff_cache mixproc-demo docs/_build docs/generated

@@ -280,7 +280,7 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
     Attributes
     ----------
     n_components_ : int
-    prototypes_ : ndarray of shape (n_components_, embedding_dim)
+    prototypes_ : ndarray of shape (n_components, embedding_dim)
     labels_ : ndarray of shape (n_samples,)
     history_ : dict of lists (``"n_components"``, ``"loss"`` per epoch)
     gmm_ : SemiSupervisedGMM (the last E-step)

@@ -167,8 +167,8 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
     Attributes
     ----------
     n_components_ : int
-    weights_ : ndarray of shape (n_components_,)
-    means_ : ndarray of shape (n_components_, n_features)
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
     covariances_ : ndarray, shape as in :class:`sklearn.mixture.GaussianMixture`
     labels_ : ndarray of shape (n_samples,)
         Training assignments (labelled samples keep their class).

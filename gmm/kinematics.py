@@ -24,14 +24,14 @@ Conventions
 
 Formulations (the two control channels of ``control_mean[..., t, :]``)
 
-===================  =====================================  ============================
-``formulation``      controls                               model
-===================  =====================================  ============================
-``"velocity"``       :math:`(v_x, v_y)`                     single integrator (linear)
-``"acceleration"``   :math:`(a_x, a_y)`                     double integrator (linear)
-``"speed_heading"``  :math:`(s, \\theta)` (absolute heading)  unicycle increments
-``"accel_steering"`` :math:`(a, \\delta)` or :math:`(a, \\kappa)`  kinematic bicycle
-===================  =====================================  ============================
+====================  ==========================================  =================
+``formulation``       controls                                    model
+====================  ==========================================  =================
+``"velocity"``        :math:`(v_x, v_y)`                          single integrator
+``"acceleration"``    :math:`(a_x, a_y)`                          double integrator
+``"speed_heading"``   :math:`(s, \\theta)` (absolute heading)      unicycle
+``"accel_steering"``  :math:`(a, \\delta)` or :math:`(a, \\kappa)`  kinematic bicycle
+====================  ==========================================  =================
 
 For ``"accel_steering"``, ``wheelbase=L`` means the second control is the steering angle
 :math:`\\delta` (:math:`\\dot\\theta = v \\tan\\delta / L`); ``wheelbase=None`` means it is

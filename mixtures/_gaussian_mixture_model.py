@@ -107,7 +107,7 @@ class GaussianMixtureModel(MixtureMixin, MixprocEstimator):
         EM iterations of the best initialisation.
     lower_bound_ : float
         Mean log-likelihood of the best EM run.
-    lower_bounds_ : ndarray of shape (n_iter_,)
+    lower_bounds_ : ndarray of shape (n_iter,)
         Its history.
     inference_data_ : arviz.InferenceData or None
         Posterior draws (NUTS, SVI).
