@@ -3,6 +3,7 @@
 from gp._arccos import ArccosKernel, arccos_kernel
 from gp._classifier import ScaleMixtureNNGPClassifier
 from gp._regressor import ScaleMixtureNNGPRegressor
+from gp.diagnostics import ImportanceSamplingWarning
 from gp.kernels import build_network, kernel_diagonal, kernel_matrix, preset_kernel
 from gp.posterior import ScalePosterior
 from gp.priors import BurrXII, Constant, InverseGamma
@@ -11,6 +12,7 @@ __all__ = [
     "ArccosKernel",
     "BurrXII",
     "Constant",
+    "ImportanceSamplingWarning",
     "InverseGamma",
     "ScaleMixtureNNGPClassifier",
     "ScaleMixtureNNGPRegressor",

@@ -40,6 +40,7 @@ from mixtures.base import (
     random_state_to_key,
     x64_scope,
 )
+from mixtures.inference import chunk_sizes, progress_chunks
 
 __all__ = [
     "ScaleMixtureNNGPClassifier",
@@ -162,12 +163,12 @@ def svtp_loss(
     return -ell + (kl_u + kl_scale) / n_train
 
 
-@partial(jax.jit, static_argnames=("n_steps", "n_mc", "student_t"))
+@partial(jax.jit, static_argnames=("n_mc", "student_t"))
 def _fit_sv(
-    params, key, a_mat, k_diag_cond, chol_zz, y, alpha, beta, lr, *, n_steps, n_mc, student_t
+    params, state, keys, a_mat, k_diag_cond, chol_zz, y, alpha, beta, lr, *, n_mc, student_t
 ):
+    """Adam steps on the ELBO at fixed inducing inputs, one per key in ``keys``."""
     opt = optax.adam(lr)
-    state = opt.init(params)
     n_train = y.shape[0]
 
     def body(carry, k):
@@ -188,14 +189,15 @@ def _fit_sv(
         upd, st = opt.update(g, st, p)
         return (optax.apply_updates(p, upd), st), loss
 
-    (params, _), losses = jax.lax.scan(body, (params, state), jax.random.split(key, n_steps))
-    return params, losses
+    (params, state), losses = jax.lax.scan(body, (params, state), keys)
+    return params, state, losses
 
 
-@partial(jax.jit, static_argnames=("n_steps", "n_mc", "student_t", "spec"))
+@partial(jax.jit, static_argnames=("n_mc", "student_t", "spec"))
 def _fit_sv_inducing(
     params,
-    key,
+    state,
+    keys,
     x,
     k_xx_diag,
     y,
@@ -206,15 +208,13 @@ def _fit_sv_inducing(
     b_std,
     noise,
     *,
-    n_steps,
     n_mc,
     student_t,
     spec,
 ):
     """Adam on the ELBO with the inducing inputs ``params.inducing`` learned too: the
-    conditionals are recomputed from them at every step."""
+    conditionals are recomputed from them at every step (one step per key in ``keys``)."""
     opt = optax.adam(lr)
-    state = opt.init(params)
     n_train = y.shape[0]
     kernel = _kernel_from_spec(spec, w_std, b_std)
 
@@ -230,8 +230,30 @@ def _fit_sv_inducing(
         upd, st = opt.update(g, st, p)
         return (optax.apply_updates(p, upd), st), loss
 
-    (params, _), losses = jax.lax.scan(body, (params, state), jax.random.split(key, n_steps))
-    return params, losses
+    (params, state), losses = jax.lax.scan(body, (params, state), keys)
+    return params, state, losses
+
+
+def _adam_in_chunks(fit_fn, params, key, args, static, n_steps, verbose):
+    """``n_steps`` Adam steps of ``fit_fn`` (:func:`_fit_sv` or :func:`_fit_sv_inducing`),
+    in one scan when silent, else in about 20 chunks under a progress bar
+    (:func:`mixtures.inference.progress_chunks`). The keys are the same either way, so the
+    result does not depend on ``verbose``."""
+    keys = jax.random.split(key, n_steps)
+    state = optax.adam(0.0).init(params)  # Adam's state does not depend on the step size
+
+    def compile_chunk(size):
+        return fit_fn.lower(params, state, keys[:size], *args, **static).compile()
+
+    losses, done = [], 0
+    sizes = chunk_sizes(n_steps, verbose)
+    for size, step, bar in progress_chunks(sizes, compile_chunk, verbose=verbose, desc="ELBO"):
+        params, state, part = step(params, state, keys[done : done + size], *args)
+        losses.append(part)
+        done += size
+        if verbose > 0:
+            bar.set_postfix(loss=f"{float(part[-1]):.4g}")
+    return params, jnp.concatenate(losses)
 
 
 @partial(jax.jit, static_argnames=("n_mc", "student_t"))
@@ -260,11 +282,13 @@ class ScaleMixtureNNGPClassifier(ClassifierMixin, MixprocEstimator):
         :math:`\sigma^2`; accuracy is the argmax of the posterior mean (identical for
         every prior). ``"softmax"``: sparse variational inference (SVGP for a constant
         prior, SVTP for the inverse-gamma prior).
-    prior, kernel, architecture, depth, activation, W_std, b_std, kernel_fn, noise, \
-inference, n_samples, random_state, image_shape, verbose :
+    prior, kernel, architecture, depth, activation, W_std, b_std, kernel_fn :
+        As in :class:`ScaleMixtureNNGPRegressor`.
+    noise, inference, n_samples, random_state, image_shape, verbose :
         As in :class:`ScaleMixtureNNGPRegressor` (``kernel``, ``inference`` and
         ``n_samples`` are used with the Gaussian likelihood only). ``random_state`` also
-        seeds the inducing-point initialisation and the ELBO's Monte-Carlo draws.
+        seeds the inducing-point initialisation and the ELBO's Monte-Carlo draws. The
+        hyperparameters are used as given: the classifier runs no type-II optimisation.
     n_inducing : int, default=100
         Inducing points for ``"softmax"``, initialised at class-proportional random
         training points.
@@ -281,7 +305,8 @@ inference, n_samples, random_state, image_shape, verbose :
     ----------
     classes_ : ndarray of shape (n_classes,)
     regressor_ : ScaleMixtureNNGPRegressor
-        The fitted one-hot regression (``"gaussian"``).
+        The fitted one-hot regression (``"gaussian"``). It sees plain arrays: the
+        classifier validates ``X`` (``n_features_in_``, ``feature_names_in_``) itself.
     losses_ : ndarray
         Negative ELBO per step (``"softmax"``).
 
@@ -366,6 +391,7 @@ inference, n_samples, random_state, image_shape, verbose :
             kernel_fn=self.kernel_fn,
             noise=self.noise,
             inference=self.inference,
+            optimizer=None,  # the hyperparameters are the classifier's, as given
             n_samples=self.n_samples,
             normalize_y=False,
             random_state=self.random_state,
@@ -453,40 +479,38 @@ inference, n_samples, random_state, image_shape, verbose :
                     if self.kernel_fn is not None
                     else ("preset", self.architecture, int(self.depth), self.activation)
                 )
-                params, losses = _fit_sv_inducing(
+                params, losses = _adam_in_chunks(
+                    _fit_sv_inducing,
                     init._replace(inducing=jnp.asarray(self.inducing_points_)),
                     key,
-                    jnp.asarray(Xi),
-                    jnp.asarray(net.diagonal(Xi)),
-                    jnp.asarray(onehot),
-                    alpha,
-                    beta,
-                    jnp.asarray(self.learning_rate),
-                    float(self.W_std),
-                    float(self.b_std),
-                    float(self.noise),
-                    n_steps=int(self.max_iter),
-                    n_mc=int(self.n_mc),
-                    student_t=student_t,
-                    spec=spec,
+                    (
+                        jnp.asarray(Xi),
+                        jnp.asarray(net.diagonal(Xi)),
+                        jnp.asarray(onehot),
+                        alpha,
+                        beta,
+                        jnp.asarray(self.learning_rate),
+                        float(self.W_std),
+                        float(self.b_std),
+                        float(self.noise),
+                    ),
+                    dict(n_mc=int(self.n_mc), student_t=student_t, spec=spec),
+                    int(self.max_iter),
+                    self.verbose,
                 )
                 self.inducing_points_ = np.asarray(params.inducing)
                 params = params._replace(inducing=None)
             else:
-                params, losses = _fit_sv(
+                params, losses = _adam_in_chunks(
+                    _fit_sv,
                     init,
                     key,
-                    a_mat,
-                    kdc,
-                    chol,
-                    jnp.asarray(onehot),
-                    alpha,
-                    beta,
-                    jnp.asarray(self.learning_rate),
-                    n_steps=int(self.max_iter),
-                    n_mc=int(self.n_mc),
-                    student_t=student_t,
-                )
+                    (a_mat, kdc, chol, jnp.asarray(onehot), alpha, beta,
+                     jnp.asarray(self.learning_rate)),
+                    dict(n_mc=int(self.n_mc), student_t=student_t),
+                    int(self.max_iter),
+                    self.verbose,
+                )  # fmt: skip
         self.losses_ = np.asarray(losses)
         self.n_iter_ = int(self.max_iter)
         check_finite_result("the ELBO", self.losses_[-1:], "Lower learning_rate or raise noise.")
@@ -517,7 +541,10 @@ inference, n_samples, random_state, image_shape, verbose :
         value (1000 draws of the shared scale and the per-class marginals).
         """
         self._check_is_fitted()
-        X = self._validate_X(X, reset=False)
+        return self._predict_proba(self._validate_X(X, reset=False))
+
+    def _predict_proba(self, X):
+        """:meth:`predict_proba` of validated ``X``."""
         if self.likelihood == "gaussian":
             return self._proba_gaussian(X)
         net = self._network()
@@ -569,6 +596,7 @@ inference, n_samples, random_state, image_shape, verbose :
         predictive probabilities (``"softmax"``)."""
         self._check_is_fitted()
         if self.likelihood == "gaussian":
+            X = self._validate_X(X, reset=False)
             return self.classes_[np.argmax(self.regressor_.predict(X), axis=1)]
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
@@ -579,6 +607,8 @@ inference, n_samples, random_state, image_shape, verbose :
         per-coordinate score of Lee et al. (2022): the mean over classes of the log
         predictive density of the 0/1 one-hot coordinates; it is *not* a categorical NLL.
         """
+        self._check_is_fitted()
+        X = self._validate_X(X, reset=False)
         y = np.asarray(y)
         idx = np.searchsorted(self.classes_, y)
         if np.any(idx >= len(self.classes_)) or np.any(
@@ -588,5 +618,5 @@ inference, n_samples, random_state, image_shape, verbose :
         if self.likelihood == "gaussian":
             onehot = np.eye(len(self.classes_))[idx]
             return self.regressor_.log_predictive_density(X, onehot).mean(axis=1)
-        proba = self.predict_proba(X)
+        proba = self._predict_proba(X)
         return np.log(np.maximum(proba[np.arange(len(idx)), idx], 1e-300))

@@ -20,6 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from gp._linalg import cholesky_lower_inplace, restore_lower, zero_strict_upper
 from gp._network import PARAMETER_CONSTRAINTS, NetworkKernel
 from gp._type2 import fit_type2, training_kernel
+from gp.diagnostics import check_importance_sampling, loo_log_likelihood
 from gp.kernels import kernel_matrix
 from gp.posterior import (
     GPStatistics,
@@ -37,6 +38,7 @@ from gp.priors import BurrXII, Constant, InverseGamma, prior_kind, resolve_prior
 from mixtures.base import (
     MixprocEstimator,
     check_finite_result,
+    check_no_overflow,
     random_state_to_generator,
     random_state_to_key,
     x64_scope,
@@ -183,6 +185,9 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
     predictive is closed form; other priors use Gauss-Hermite quadrature over
     :math:`\ln\sigma^2`, the paper's importance sampling with the prior as proposal, or
     NUTS. The posterior mean is the same for every prior; only the uncertainty differs.
+    By default ``fit`` first chooses the kernel, noise and prior parameters by type-II
+    maximum likelihood (``optimizer="lbfgs"``); ``optimizer=None`` keeps the constructor
+    values.
 
     Parameters
     ----------
@@ -212,15 +217,27 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         factorisation fails.
     inference : {"auto", "closed_form", "quadrature", "importance", "nuts"}, default="auto"
         ``"auto"``: closed form for constant/inverse-gamma priors, quadrature otherwise.
-    optimizer : {None, "lbfgs", "adam"}, default=None
+        ``"importance"`` warns (:class:`gp.diagnostics.ImportanceSamplingWarning`) when
+        its weights collapse: Pareto :math:`\hat k` above 0.7 (fewer draws: lower, see
+        :func:`gp.diagnostics.khat_threshold`) or a Kish ESS below 100.
+    optimizer : {"lbfgs", "adam", None}, default="lbfgs"
         Type-II maximum likelihood of ``W_std``, ``b_std`` (presets only), ``noise`` and
         the prior parameters: inverse-gamma ``alpha``, ``beta`` or the constant value
         (closed-form marginal likelihood), Burr XII ``c``, ``d`` (differentiable quadrature,
         :func:`gp.posterior.quadrature_log_marginal`); other NumPyro priors keep their
-        parameters and only the kernel and noise are fitted (quadrature).
+        parameters and only the kernel and noise are fitted (quadrature). The constructor
+        values are the starting point. ``None`` keeps them fixed. With ``kernel="ntk"``
+        the NNGP marginal likelihood chooses them; with ``sample_hyperparameters`` no
+        optimisation runs (the hyperparameters are sampled or kept). Each L-BFGS
+        iteration factorises the (n, n) kernel once or a few times (about 3 s for 350
+        points on two CPU cores, compilation included).
     n_samples : int, default=None
         Quadrature nodes (default 64), importance draws (default 1000, as in the paper) or
-        NUTS draws (default 1000, after as many warm-up steps).
+        NUTS draws per chain (default 1000, after as many warm-up steps).
+    num_chains : int, default=2
+        NUTS chains (``inference="nuts"``), run in parallel; at least two are needed for
+        R-hat. Every NUTS fit is checked by :func:`mixtures.diagnostics.check_convergence`
+        (a :class:`mixtures.diagnostics.MixprocConvergenceWarning` says what failed).
     normalize_y : bool, default=True
         Standardise targets with the training mean and std.
     random_state : None, int, numpy RandomState or Generator, default=None
@@ -250,8 +267,17 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
     hyperparameters_ : dict
         ``W_std``, ``b_std``, ``noise`` and prior parameters used (after optimisation).
     inference_data_ : arviz.InferenceData
-        Only with ``inference="nuts"`` (joint hyperparameter draws with
-        ``sample_hyperparameters``).
+        Only with ``inference="nuts"``: ``posterior`` (``s2``; with
+        ``sample_hyperparameters`` the joint hyperparameter draws), ``sample_stats`` and
+        ``observed_data`` (``y``, the standardised training targets). For the scale alone
+        also ``log_likelihood`` (``y``): the leave-one-out conditionals
+        :math:`\ln p(y_i \mid y_{-i}, \sigma^2)` of each draw
+        (:func:`gp.diagnostics.loo_log_likelihood`), because the observations are
+        correlated and the likelihood has no per-observation factors; ``arviz.loo`` uses
+        them as they are. The hyperparameter model has no ``log_likelihood`` group: each
+        draw would need its own (n, n) inverse.
+    convergence_report_ : mixtures.diagnostics.ConvergenceReport
+        Only with ``inference="nuts"``: R-hat, ESS and divergences of the run.
     y_mean_, y_std_ : ndarray of shape (n_outputs,)
 
     References
@@ -270,11 +296,14 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
     >>> reg = ScaleMixtureNNGPRegressor(random_state=0).fit(X, y)
     >>> reg.predict(X[:2]).shape
     (2,)
+    >>> sorted(reg.hyperparameters_)  # chosen by type-II maximum likelihood
+    ['W_std', 'alpha', 'b_std', 'beta', 'noise']
     """
 
     _parameter_constraints = {
         **PARAMETER_CONSTRAINTS,
         "optimizer": [None, StrOptions({"lbfgs", "adam"})],
+        "num_chains": [Interval(Integral, 1, None, closed="left")],
         "normalize_y": ["boolean"],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "sample_hyperparameters": [None, "boolean", tuple, list],
@@ -293,8 +322,9 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         kernel_fn=None,
         noise=1e-3,
         inference="auto",
-        optimizer=None,
+        optimizer="lbfgs",
         n_samples=None,
+        num_chains=2,
         normalize_y=True,
         random_state=None,
         image_shape=None,
@@ -314,6 +344,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         self.inference = inference
         self.optimizer = optimizer
         self.n_samples = n_samples
+        self.num_chains = num_chains
         self.normalize_y = normalize_y
         self.random_state = random_state
         self.image_shape = image_shape
@@ -379,6 +410,9 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
             )
         X, y = self._validate_X(X, reset=True, y=y, multi_output=True, y_numeric=True)
         y = np.asarray(y, dtype=np.float64)
+        check_no_overflow(y, "y")  # its mean, std and y' Khat^-1 y would overflow to NaN
+        for name in ("inference_data_", "convergence_report_"):  # from an earlier NUTS fit
+            self.__dict__.pop(name, None)
         self._y_1d = y.ndim == 1
         Y = y[:, None] if y.ndim == 1 else y
         if self.normalize_y:
@@ -407,7 +441,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
             if hyper:
                 self._sample_hyperparameters(Xi, Yn, kind, prior, hyper, key)
                 hp = self.hyperparameters_
-            if self.optimizer is not None:
+            if self.optimizer is not None and not hyper:
                 self._optimise(Xi, Yn, kind, prior)
                 hp = self.hyperparameters_
                 if kind == "inverse_gamma":
@@ -426,7 +460,8 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
             if self.kernel == "ntk":
                 self._fit_ntk(Xi, Yn, k_xx, prior, kind, key)
             else:
-                self.scale_posterior_ = self._scale_posterior(stats, prior, kind, inference, key)
+                sp = self._scale_posterior(stats, Yn, prior, kind, inference, key)
+                self.scale_posterior_ = sp
                 self.log_marginal_likelihood_ = float(self.scale_posterior_.log_marginal_likelihood)
         return self
 
@@ -502,7 +537,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
     def _n_samples(self, default: int) -> int:
         return default if self.n_samples is None else int(self.n_samples)
 
-    def _scale_posterior(self, stats, prior, kind, inference, key) -> ScalePosterior:
+    def _scale_posterior(self, stats, Yn, prior, kind, inference, key) -> ScalePosterior:
         hp = self.hyperparameters_
         if kind == "constant":
             return constant_posterior(stats, hp["value"])
@@ -514,8 +549,22 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         if inference == "quadrature":
             return quadrature_posterior(stats, prior, n_nodes=self._n_samples(64))
         if inference == "importance":
-            return importance_posterior(stats, prior, key, n_samples=self._n_samples(1000))
-        return self._nuts(stats, prior, key)
+            sp = importance_posterior(stats, prior, key, n_samples=self._n_samples(1000))
+            check_importance_sampling(sp, stacklevel=4)  # warn at the caller of fit
+            return sp
+        return self._nuts(stats, Yn, prior, key)
+
+    def _store_nuts(self, res, Yn, log_likelihood=None):
+        """``inference_data_`` (with the standardised targets as ``observed_data``) and
+        its :func:`~mixtures.diagnostics.check_convergence` report, which warns on failure."""
+        from mixtures.diagnostics import check_convergence, to_inference_data
+
+        self.inference_data_ = to_inference_data(
+            res,
+            log_likelihood=None if log_likelihood is None else {"y": log_likelihood},
+            observed_data={"y": self._to_output(Yn)},
+        )
+        self.convergence_report_ = check_convergence(self.inference_data_)
 
     def _hyper_names(self, inference):
         """Sampled hyperparameter names; ``()`` when the joint model is off. An empty
@@ -541,8 +590,11 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         return tuple(n for n in _HYPER_NAMES if n in names) or ("none",)
 
     def _sample_hyperparameters(self, Xi, Yn, kind, prior, names, key):
-        """Joint NUTS over the hyperparameters (and the scale for non-conjugate priors)."""
-        from mixtures.diagnostics import to_inference_data
+        r"""Joint NUTS over the hyperparameters (and the scale for non-conjugate priors).
+
+        No ``log_likelihood`` group: its leave-one-out conditionals need
+        :math:`\mathrm{diag}(\hat K^{-1})` of every draw's kernel, an (n, n) inverse each.
+        """
         from mixtures.inference import run_nuts
 
         hp = self.hyperparameters_
@@ -561,16 +613,17 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
             key=key,
             num_warmup=max(200, n),
             num_samples=n,
+            num_chains=int(self.num_chains),
             verbose=self.verbose,
         )
-        self.inference_data_ = to_inference_data(res)
+        self._store_nuts(res, Yn)
         hp = dict(hp)
         for name in names:
             hp[name] = float(np.median(np.asarray(res.samples[name])))
         self.hyperparameters_ = hp
 
-    def _nuts(self, stats, prior, key) -> ScalePosterior:
-        from mixtures.diagnostics import to_inference_data
+    def _nuts(self, stats, Yn, prior, key) -> ScalePosterior:
+        """NUTS over the scale alone, given the sufficient statistics."""
         from mixtures.inference import run_nuts
 
         n = self._n_samples(1000)
@@ -584,10 +637,13 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
             # lengths compile once
             num_warmup=max(200, n),
             num_samples=n,
+            num_chains=int(self.num_chains),
             verbose=self.verbose,
         )
-        self.inference_data_ = to_inference_data(res)
-        s2 = np.asarray(res.samples["s2"]).reshape(-1)
+        log_s2 = np.log(np.asarray(res.samples["s2"], dtype=np.float64))  # (chains, draws)
+        ll = loo_log_likelihood(stats.chol, stats.weights, log_s2)  # (chains, draws, n, C)
+        self._store_nuts(res, Yn, ll[..., 0] if self._y_1d else ll)
+        s2 = np.exp(log_s2).reshape(-1)
         # log p(y) is not a by-product of NUTS: report the quadrature value
         lml = quadrature_posterior(stats, prior).log_marginal_likelihood
         log_w = np.full(s2.shape, -math.log(s2.size))
@@ -773,6 +829,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         """
         predictive = self.predictive_distribution(X)
         y = np.asarray(y, dtype=np.float64)
+        check_no_overflow(y, "y")
         Y = y[:, None] if y.ndim == 1 else y
         expected = (predictive.batch_shape[0], self.y_mean_.size)
         if Y.shape != expected:

@@ -32,9 +32,64 @@ from mixtures.base import x64_scope
 __all__ = [
     "NUTSResult",
     "SVIResult",
+    "chunk_sizes",
+    "progress_chunks",
     "run_nuts",
     "run_svi",
 ]
+
+
+# ---------------------------------------------------------------------------------------
+# Progress of long scans
+# ---------------------------------------------------------------------------------------
+
+
+def chunk_sizes(total: int, verbose: int, n_chunks: int = 20) -> list[int]:
+    """Split ``total`` scan steps into about ``n_chunks`` equal chunks when a progress bar
+    is shown (``verbose > 0``), else keep them in one.
+
+    Examples
+    --------
+    >>> chunk_sizes(45, verbose=1, n_chunks=4), chunk_sizes(45, verbose=0)
+    ([11, 11, 11, 11, 1], [45])
+    """
+    if total < 1:
+        return []
+    if verbose <= 0:
+        return [total]
+    chunk = max(1, total // n_chunks)
+    return [chunk] * (total // chunk) + ([total % chunk] if total % chunk else [])
+
+
+def progress_chunks(
+    sizes: list[int], compile_chunk: Callable[[int], Callable], *, verbose: int, desc: str
+):
+    """Run a long jitted scan chunk by chunk under a tqdm bar whose clock starts after
+    compilation.
+
+    ``compile_chunk(size)`` returns the ahead-of-time compiled step function for a chunk of
+    ``size`` steps (``jitted.lower(...).compile()``); it is called once per distinct size
+    before the bar starts, so the bar's rate and ETA count the work, not XLA compilation
+    (which can take longer than the work itself). Compiled code is shared with ``jax.jit``'s
+    caches, so a repeated call with the same shapes compiles nothing.
+
+    Yields
+    ------
+    size : int
+        Steps in this chunk.
+    step : callable
+        The compiled function for ``size`` steps.
+    bar : tqdm
+        The progress bar (for ``set_postfix``); it advances by ``size`` after each chunk.
+    """
+    total = int(sum(sizes))
+    with tqdm(total=total, desc=f"{desc}: compiling", disable=verbose <= 0) as bar:
+        compiled = {size: compile_chunk(size) for size in sorted(set(sizes))}
+        bar.set_description(desc)
+        bar.reset(total=total)
+        for size in sizes:
+            yield size, compiled[size], bar
+            bar.update(size)
 
 
 # ---------------------------------------------------------------------------------------
@@ -219,20 +274,22 @@ def run_nuts(
         tap = jnp.asarray(target_accept_prob, jnp.float64)
         statics = dict(num_warmup=int(num_warmup), max_tree_depth=int(max_tree_depth))
         states = _nuts_init(model, keys, init_params, args, kwargs, tap, **statics)
-        total = num_warmup + num_samples
-        if verbose > 0:
-            chunk = max(1, total // 20)
+        if verbose > 0:  # chunks of one length in warm-up and sampling: one compile
+            chunk = max(1, (num_warmup + num_samples) // 20)
             sizes = _chunks(num_warmup, chunk) + _chunks(num_samples, chunk)
         else:
             sizes = [num_warmup, num_samples]
+
+        def compile_chunk(size):
+            lowered = _nuts_steps.lower(model, states, args, kwargs, tap, **statics, length=size)
+            return lowered.compile()
+
         outputs, done = [], 0
-        with tqdm(total=total, desc="NUTS", disable=verbose <= 0) as bar:
-            for size in sizes:
-                states, out = _nuts_steps(model, states, args, kwargs, tap, **statics, length=size)
-                if done >= num_warmup:
-                    outputs.append(out)
-                done += size
-                bar.update(size)
+        for size, step, _ in progress_chunks(sizes, compile_chunk, verbose=verbose, desc="NUTS"):
+            states, out = step(states, args, kwargs, tap)
+            if done >= num_warmup:
+                outputs.append(out)
+            done += size
         z, diverging, accept, steps, energy = jax.tree_util.tree_map(
             lambda *parts: jnp.concatenate(parts, axis=1), *outputs
         )
@@ -327,8 +384,8 @@ def run_svi(
 
     The SVI update runs inside a jitted ``lax.scan`` compiled once per (model, guide,
     optimiser, shapes); ``learning_rate`` is traced, so a sweep over it never recompiles. With
-    ``verbose > 0`` the steps run in 20 equal chunks under a tqdm bar (one extra compile
-    for a remainder chunk).
+    ``verbose > 0`` the steps run in 20 equal chunks under a tqdm bar whose clock starts
+    after compilation (:func:`progress_chunks`; one extra compile for a remainder chunk).
 
     Parameters
     ----------
@@ -361,22 +418,17 @@ def run_svi(
         lr = jnp.asarray(learning_rate, dtype=jnp.float64)
         state = _svi_init(model, guide, optimizer, num_particles, key, lr, model_args, model_kwargs)
         statics = (model, guide, optimizer, num_particles)
-        if verbose > 0:
-            chunk = max(1, num_steps // 20)
-            sizes = [chunk] * (num_steps // chunk)
-            if num_steps % chunk:
-                sizes.append(num_steps % chunk)
-            losses = []
-            with tqdm(total=num_steps, desc="SVI", disable=False) as bar:
-                for size in sizes:
-                    state, chunk_losses = _svi_steps(
-                        *statics, size, state, model_args, model_kwargs
-                    )
-                    losses.append(chunk_losses)
-                    bar.update(size)
-                    bar.set_postfix(loss=f"{float(chunk_losses[-1]):.4g}")
-            losses = jnp.concatenate(losses)
-        else:
-            state, losses = _svi_steps(*statics, num_steps, state, model_args, model_kwargs)
+
+        def compile_chunk(size):
+            return _svi_steps.lower(*statics, size, state, model_args, model_kwargs).compile()
+
+        losses = []
+        sizes = chunk_sizes(num_steps, verbose)
+        for _, step, bar in progress_chunks(sizes, compile_chunk, verbose=verbose, desc="SVI"):
+            state, chunk_losses = step(state, model_args, model_kwargs)
+            losses.append(chunk_losses)
+            if verbose > 0:
+                bar.set_postfix(loss=f"{float(chunk_losses[-1]):.4g}")
+        losses = jnp.concatenate(losses)
         params = _svi_params(*statics, state, model_args, model_kwargs)
         return SVIResult(params=params, losses=losses, state=state)

@@ -66,8 +66,7 @@ _FORBIDDEN_CALLS = {
     "multigammaln": "the NIW normaliser: use mixtures.niw",
     "MixtureSameFamily": "a mixture distribution: use mixtures.distributions.GaussianMixture "
     "or ScaleMixtureNormal",
-    "StudentT": "the Student-t: use mixtures.distributions.StudentT / "
-    "student_t_from_inverse_gamma",
+    "StudentT": "the Student-t: use mixtures.distributions.StudentT / student_t_from_inverse_gamma",
 }
 
 

@@ -1,4 +1,5 @@
-"""Build notebooks/mixture_of_experts.ipynb (run from the repo root, then execute it)."""
+"""Build notebooks/mixture_of_experts.ipynb (run from the repository root, then execute it
+with ``python notebooks/_build/execute.py notebooks/mixture_of_experts.ipynb``)."""
 # ruff: noqa: E501  (notebook cell sources are kept as written)
 
 import pathlib
@@ -19,18 +20,37 @@ def code(text):
 md(r"""
 # Mixture-of-experts layers: routing, loss-free balancing, THOR
 
-`mixtures.experts` implements a mixture-of-experts feed-forward layer as pure `init_moe` /
-`apply_moe` functions with three routers:
+A mixture-of-experts (MoE) layer replaces one feed-forward block by $N$ parallel "experts" and a
+*router* that sends each token to a few of them (Shazeer et al., 2017). Only the chosen experts
+run, so capacity grows with $N$ while the compute per token stays that of $k$ experts. The
+difficulty is balance: a learned router tends to favour a few experts, which then overflow while
+the others idle.
 
-* `"topk"` — softmax/sigmoid gate, top-k, capacity with token dropping, Switch auxiliary loss
-  $L = \alpha N/(KT)\sum_i \text{count}_i P_i$;
-* `"loss_free"` — top-k on $s + b$ with gate weights from the *unbiased* $s$; the bias is
-  updated outside the gradient by `AuxLossFreeBalancer` (sign rule of Wang et al. 2024, or a
-  dual subgradient step, Han & Zhong 2025);
-* `"random"` — THOR (Zuo et al., ICLR 2022): one expert drawn uniformly per layer per pass,
-  trained with two passes and `thor_loss` (CE + $\alpha$ · symmetric KL).
+`mixtures.experts` implements an MoE feed-forward layer as pure functions, `init_moe` and
+`apply_moe`, with three routers:
 
-This notebook runs in well under a minute on a CPU.
+* `"topk"`: softmax or sigmoid gate, top-$k$ experts per token, a capacity limit that drops
+  overflowing tokens, and the auxiliary balancing loss of the Switch Transformer (Fedus, Zoph &
+  Shazeer, 2022), $L_{aux} = \alpha \frac{N}{kT}\sum_i \mathrm{count}_i P_i$ (tokens routed to
+  expert $i$ times its mean gate probability);
+* `"loss_free"`: top-$k$ on $s + b$ with a per-expert bias $b$ that only affects *which*
+  experts are chosen, while the gate weights use the unbiased scores $s$. The bias is updated
+  outside the gradient by `AuxLossFreeBalancer`, with the sign rule of Wang et al. (2024) or a
+  dual subgradient step (Han & Zhong, 2025);
+* `"random"`: THOR (Zuo et al., 2022): one expert drawn uniformly at random per layer and
+  forward pass, with no router at all, trained on two passes with `thor_loss` (cross-entropy
+  plus a consistency term between the two passes).
+
+The notebook runs on a CPU in under a minute.
+""")
+
+md(r"""
+## A skewed router
+
+To study balancing in isolation we freeze the router: a matrix of sigmoid scores for $T = 512$
+tokens and $N = 16$ experts whose means decay like a Zipf law, so expert 0 is preferred by most
+tokens. Each token goes to $k = 2$ experts; perfect balance means every expert receives
+$\bar L = kT/N = 64$ tokens.
 """)
 
 code(r"""
@@ -53,17 +73,27 @@ scores = 1 / (1 + np.exp(-(mu + 0.5 * rng.standard_normal((T, N)))))
 """)
 
 md(r"""
-## Routing histograms: plain top-k vs loss-free bias
+## Routing histograms: plain top-k against the loss-free bias
 
-On a frozen skewed score matrix, plain top-2 sends most tokens to the first experts. The sign
-rule $b_i \leftarrow b_i + u\,\mathrm{sign}(\bar L - \mathrm{load}_i)$ moves the biases until the
-loads are nearly flat; the exact LP optimum (HiGHS) has all loads equal to $\bar L = KT/N$.
+Plain top-2 routing on these scores piles the tokens onto the first experts. The sign rule of
+Wang et al. (2024) adjusts the biases after every batch,
+$b_i \leftarrow b_i + u\,\mathrm{sign}(\bar L - \mathrm{load}_i)$: under-loaded experts become
+more attractive, over-loaded ones less. Balance is measured by
+$\mathrm{MaxVio} = (\max_i \mathrm{load}_i - \bar L)/\bar L$, the relative overload of the
+busiest expert (0 is perfect balance).
+
+For reference, `solve_balanced_assignment` solves the *balanced assignment* linear program
+exactly (SciPy's HiGHS): maximise the total routed score subject to every token using $k$
+experts and every expert receiving exactly $\bar L$ tokens. The difference between the
+unconstrained top-$k$ score and this optimum is the *price of balance*: how much router score
+any perfectly balanced routing must give up.
 """)
 
 code(r"""
 G = jnp.asarray(scores, jnp.float32)
 
 def run(rule, schedule, rate, n_steps=600):
+    # Repeated balancer updates on the frozen scores; returns the loads and D(b) per update.
     bal = AuxLossFreeBalancer(rule, schedule)
     def body(s, _):
         loads = topk_loads(G, s.bias, K)
@@ -75,19 +105,30 @@ lp = solve_balanced_assignment(scores, K)
 state, loads, dvals = run("sign", "constant", 1e-3)
 fig, ax = plt.subplots(1, 2, figsize=(10, 3))
 ax[0].bar(range(N), loads[0]); ax[0].set_title(f"plain top-2, MaxVio={max_violation(loads[0]):.2f}")
-ax[1].bar(range(N), loads[-1]); ax[1].set_title(f"loss-free (600 steps), MaxVio={max_violation(loads[-1]):.2f}")
+ax[1].bar(range(N), loads[-1]); ax[1].set_title(f"loss-free (600 updates), MaxVio={max_violation(loads[-1]):.2f}")
 for a in ax:
     a.axhline(K * T / N, color="k", ls="--"); a.set_xlabel("expert"); a.set_ylabel("tokens")
 plt.tight_layout(); plt.show()
-print("LP optimum", round(lp.objective, 3), " price of balance UB-OPT", round(lp.unconstrained - lp.objective, 3))
+print(f"plain top-2: MaxVio {float(max_violation(loads[0])):.2f}; after 600 sign-rule updates: "
+      f"{float(max_violation(loads[-1])):.2f}")
+print("balanced LP optimum", round(lp.objective, 3), "| price of balance", round(lp.unconstrained - lp.objective, 3))
 """)
 
 md(r"""
-## MaxVio curves and the dual gap
+**How to read it.** The dashed line is the balanced load $\bar L = 64$. Without a bias the first
+expert receives several times its share; after 600 bias updates every bar sits close to the line.
+Only the *choice* of experts changed, not the router, which is the point of loss-free balancing:
+no auxiliary loss gradient competes with the task loss.
 
-MaxVio$_\text{batch}$ over updates for the sign rule with several rates and for the dual
-subgradient step with a $1/\sqrt n$ schedule. Right: the dual gap $D(p_n) - \mathrm{OPT}_{LP}
-\ge 0$, an exact certificate for every bias vector (weak duality).
+## Convergence of the bias updates, and a certificate
+
+Left: MaxVio over the updates for the sign rule with three step sizes $u$, and for the dual
+subgradient step $b_i \leftarrow b_i + \varepsilon_n(\bar L - \mathrm{load}_i)$ with a
+decreasing step $\varepsilon_n = 10^{-2}/\sqrt n$. Right: the *dual gap*
+$D(b_n) - \mathrm{OPT}_{LP}$. Viewing the biases as Lagrange multipliers of the load
+constraints, $D(b)$ is the dual function of the LP, and weak duality guarantees
+$D(b) \ge \mathrm{OPT}_{LP}$ for every bias vector: a small gap certifies that the biased
+routing is close to the best balanced one.
 """)
 
 code(r"""
@@ -100,18 +141,31 @@ for rule, sched, rate, lab in [("sign", "constant", 1e-4, "sign u=1e-4"),
     ax[0].plot(np.asarray(max_violation(ld)), label=lab)
     ax[1].plot(np.maximum(d - lp.objective, 1e-6), label=lab)
 ax[0].set_yscale("log"); ax[0].set_xlabel("update n"); ax[0].set_ylabel("MaxVio_batch"); ax[0].legend()
-ax[1].set_yscale("log"); ax[1].set_xlabel("update n"); ax[1].set_ylabel("D(p_n) - OPT_LP")
+ax[1].set_yscale("log"); ax[1].set_xlabel("update n"); ax[1].set_ylabel("D(b_n) - OPT_LP")
 plt.tight_layout(); plt.show()
 """)
 
 md(r"""
-## THOR vs Switch on a small classification task
+**How to read it.** The sign rule moves every bias by a fixed $u$ per update: a small $u$
+converges slowly, a large $u$ quickly but then oscillates around balance at a level set by $u$.
+The dual step with a decreasing step size keeps improving, at the cost of a slower start. The
+dual gap on the right shrinks with MaxVio on the left.
 
-The cheapest sanity check: an MoE MLP (one expert layer, 4 experts) on the scikit-learn
-digits. Switch: learned top-1 gate with capacity 1.25 and aux loss $10^{-2}$. THOR: a random
-expert per pass, two passes, $\alpha = 1$; evaluated with the mean of the experts and with a
-random expert per example. Numbers from one seed and a few hundred steps — an illustration, not
-a benchmark (see `benchmarks/thor_reproduce.py`).
+## THOR against Switch on a small classification task
+
+Finally, a whole model: an MLP with one MoE layer of 4 experts on scikit-learn's handwritten
+digits (8×8 images, 10 classes; 1400 images for training, 397 for testing), trained with Adam
+for 400 steps.
+
+* **Switch**: a learned top-1 router with capacity factor 1.25 and auxiliary loss weight
+  $10^{-2}$.
+* **THOR**: a random expert per pass; the loss is the cross-entropy of two passes with
+  different random experts plus $\alpha = 1$ times their symmetric KL divergence, which pushes
+  the experts to agree. At test time it can average the experts' outputs (`inference="mean"`) or
+  use one random expert per example (`inference="sequence"`).
+
+With one seed and a few hundred steps this is an illustration, not a benchmark
+(`benchmarks/thor_reproduce.py` compares them properly).
 """)
 
 code(r"""
@@ -130,7 +184,7 @@ def init(key, moe):
 def forward(p, x, moe, key, train):
     h = jnp.tanh(x @ p["inp"])
     y, aux = apply_moe(p["moe"], h, moe, key=key, train=train)
-    return (h + y) @ p["out"], aux
+    return (h + y) @ p["out"], aux     # residual connection around the MoE layer
 
 def train(moe, thor_alpha=None, steps=400, seed=0):
     opt = optax.adam(3e-3)
@@ -139,10 +193,10 @@ def train(moe, thor_alpha=None, steps=400, seed=0):
     def loss(p, xb, yb, key):
         ka, kb = jax.random.split(key)
         la, aux = forward(p, xb, moe, ka, True)
-        if thor_alpha is None:
+        if thor_alpha is None:        # Switch: cross-entropy + auxiliary balancing loss
             ce = optax.softmax_cross_entropy_with_integer_labels(la, yb).mean()
             return ce + 1e-2 * aux.aux_loss
-        lb, _ = forward(p, xb, moe, kb, True)
+        lb, _ = forward(p, xb, moe, kb, True)   # THOR: a second pass, other random experts
         return thor_loss(la, lb, yb, thor_alpha).loss
 
     @jax.jit
@@ -164,7 +218,7 @@ switch = MoEConfig(n_experts=4, router="topk", k=1, capacity_factor=1.25)
 thor = MoEConfig(n_experts=4, router="random", inference="mean")
 p_sw = train(switch)
 p_th = train(thor, thor_alpha=1.0)
-acc_sw, aux_sw = accuracy(p_sw, switch._replace(capacity_factor=None))
+acc_sw, aux_sw = accuracy(p_sw, switch._replace(capacity_factor=None))  # no token dropping at test time
 acc_mean, _ = accuracy(p_th, thor)
 acc_rand = [accuracy(p_th, thor._replace(inference="sequence"), jax.random.PRNGKey(s))[0] for s in range(5)]
 print(f"Switch top-1 accuracy           {acc_sw:.3f}  (test MaxVio {float(max_violation(aux_sw.loads)):.2f})")
@@ -176,8 +230,20 @@ plt.xlabel("expert"); plt.ylabel("tokens"); plt.show()
 """)
 
 md(r"""
-A small spread over random draws and *mean ≈ random* is the evidence that the consistency term
-made the experts interchangeable.
+**How to read it.** Both models reach about 98 % test accuracy on this easy task. The Switch
+histogram shows how unevenly the learned router uses the experts on the test set, even with the
+auxiliary loss. THOR needs no router and no balancing at all, since every expert is chosen
+equally often by construction. Its accuracy with a single random expert per example is close to
+the accuracy of the averaged experts and varies little between random draws: the consistency
+term has made the experts nearly interchangeable, which is what lets THOR use one expert per
+example at test time.
+
+**References.** N. Shazeer et al. (2017), *Outrageously large neural networks: the sparsely-gated
+mixture-of-experts layer*, ICLR. · W. Fedus, B. Zoph, N. Shazeer (2022), *Switch Transformers*,
+JMLR. · S. Zuo et al. (2022), *Taming sparsely activated Transformer with stochastic experts*
+(THOR), ICLR. · L. Wang et al. (2024), *Auxiliary-loss-free load balancing strategy for
+mixture-of-experts*, arXiv:2408.15664. · Han & Zhong (2025), a primal-dual analysis of
+auxiliary-loss-free balancing, arXiv:2512.03915.
 """)
 
 nb = nbf.v4.new_notebook()

@@ -1,228 +1,298 @@
-"""Build notebooks/kinematic_forecasting.ipynb; execute it with
+"""Build notebooks/kinematic_forecasting.ipynb (run from the repository root); execute it with
 ``python notebooks/_build/execute.py notebooks/kinematic_forecasting.ipynb``."""
+# ruff: noqa: E501  (notebook cell sources are kept as written)
 
 from pathlib import Path
 
 import nbformat as nbf
 
-md = nbf.v4.new_markdown_cell
-code = nbf.v4.new_code_cell
+cells = []
 
-cells = [
-    md(
-        "# Probabilistic motion forecasting with stochastic kinematic priors\n\n"
-        "`gmm.kinematics.propagate` integrates per-step Gaussian *controls* (velocity, "
-        "acceleration, speed-heading, or acceleration-steering of the kinematic bicycle) "
-        "into per-step *position* Gaussians (Zheng et al., IROS 2024). The paper's printed "
-        "recursions add standard deviations; under its own independence assumption "
-        "variances add, so the library's default `method='exact'` propagates "
-        "(co)variances (closed form for the linear models, EKF with full cross-covariances "
-        "for the bicycle), `method='moment'` moment-matches sin/cos, and "
-        "`method='paper'` keeps the printed formulas for ablations.\n\n"
-        "`gmm.KinematicGMMForecaster` puts this prior under an MLP GMM head (K modes, "
-        "winner-takes-all NLL). Sections: (1) propagated ellipses vs Monte Carlo clouds, "
-        "(2) predicted modes on synthetic traffic, (3) an ETH/UCY scene, (4) a small-data "
-        "comparison with the position-GMM baseline."
-    ),
-    code(
-        "import time\n"
-        "import warnings\n"
-        "from pathlib import Path\n\n"
-        "import jax\n"
-        "import matplotlib.pyplot as plt\n"
-        "import numpy as np\n"
-        "from matplotlib.patches import Ellipse\n\n"
-        "warnings.filterwarnings('ignore', message='IProgress not found')\n"
-        "from gmm import KinematicGMMForecaster, constant_velocity_forecast\n"
-        "from gmm.datasets import load_eth_ucy, make_bicycle_traffic\n"
-        "from gmm.kinematics import propagate, rollout\n"
-        "from gmm.metrics import calibration_coverage, min_ade, min_fde, miss_rate, nll\n"
-        "from mixtures.base import x64_scope\n\n"
-        "T0 = time.process_time()\n"
-        "ETH_UCY = Path('..').resolve().parent / 'shared' / 'data' / 'eth_ucy'\n"
-        "if not ETH_UCY.is_dir():  # executed from the repository root\n"
-        "    ETH_UCY = Path('.').resolve().parent / 'shared' / 'data' / 'eth_ucy'\n\n\n"
-        "def ellipse(ax, mean, cov, r=2.0, **kw):\n"
-        '    """Draw the r-sigma ellipse of a 2x2 covariance."""\n'
-        "    w, V = np.linalg.eigh(cov)\n"
-        "    ang = np.degrees(np.arctan2(V[1, 1], V[0, 1]))\n"
-        "    w = np.sqrt(np.clip(w, 0, None))\n"
-        "    ax.add_patch(Ellipse(mean, 2 * r * w[1], 2 * r * w[0], angle=ang, fill=False, **kw))"
-    ),
-    md(
-        "## 1. Propagated uncertainty vs Monte Carlo\n\n"
-        "Two control sequences with moderate-to-large noise: speed-heading "
-        "($\\mu_s = 10$ m/s, $\\sigma_s = 1$, heading ramping to 0.8 rad with "
-        "$\\sigma_\\theta = 0.3$ rad) and a turning bicycle in curvature form "
-        "($a = 0.5 \\pm 0.5$ m/s², $\\kappa = 0.05 \\pm 0.03$ 1/m). 20 000 control "
-        "sequences are sampled and rolled out with the same explicit-Euler model; the "
-        "2σ ellipses of each method are drawn over the clouds at 1, 2 and 3 s."
-    ),
-    code(
-        "dt, T = 0.1, 30\n"
-        "t = np.linspace(0, 1, T)\n"
-        "cases = {\n"
-        "    'speed_heading': (np.column_stack([10 + 0 * t, 0.8 * t]), [[1.0, 0.0], [0.0, 0.09]],\n"
-        "                      np.array([0.0, 0.0, 0.0, 10.0])),\n"
-        "    'accel_steering': (np.column_stack([0.5 + 0 * t, 0.05 + 0 * t]),\n"
-        "                       [[0.25, 0.0], [0.0, 0.03**2]], np.array([0.0, 0.0, 0.0, 8.0])),\n"
-        "}\n"
-        "rng = np.random.default_rng(0)\n"
-        "colors = {'exact': 'C0', 'moment': 'C2', 'paper': 'C3'}\n"
-        "fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))\n"
-        "rows = []\n"
-        "with x64_scope():\n"
-        "    for ax, (f, (m, c, z0)) in zip(axes, cases.items()):\n"
-        "        C = np.tile(np.asarray(c), (T, 1, 1))\n"
-        "        u = m + np.einsum('tij,ntj->nti', np.linalg.cholesky(C),\n"
-        "                          rng.normal(size=(20_000, T, 2)))\n"
-        "        cloud = np.asarray(rollout(u, z0, dt=dt, formulation=f))  # (n, T, 2)\n"
-        "        mc_mean, mc_sd = cloud.mean(0), cloud.std(0)\n"
-        "        for k in (9, 19, 29):\n"
-        "            ax.plot(*cloud[:1500, k].T, '.', ms=1, color='0.6', alpha=0.5)\n"
-        "        for method in ('exact', 'moment', 'paper'):\n"
-        "            r = propagate(m, C, z0, dt=dt, formulation=f, method=method)\n"
-        "            mean, cov = np.asarray(r.position_mean), np.asarray(r.position_cov)\n"
-        "            for j, k in enumerate((9, 19, 29)):\n"
-        "                ellipse(ax, mean[k], cov[k], color=colors[method],\n"
-        "                        label=method if j == 0 else None)\n"
-        "            sd = np.sqrt(np.diagonal(cov[-1]))\n"
-        "            rows.append((f, method, *(sd / mc_sd[-1] - 1),\n"
-        "                         np.linalg.norm(mean[-1] - mc_mean[-1])))\n"
-        "        ax.plot(*mc_mean.T, 'k-', lw=1, label='MC mean')\n"
-        "        ax.set(title=f, xlabel='x (m)', ylabel='y (m)', aspect='equal')\n"
-        "        ax.legend(loc='upper left')\n"
-        "fig.tight_layout()\n"
-        "print('last step (3 s): relative error of the std vs Monte Carlo, mean error (m)')\n"
-        "print(f\"{'formulation':15s} {'method':7s} {'std x':>7s} {'std y':>7s} {'mean':>6s}\")\n"
-        "for f, method, ex, ey, me in rows:\n"
-        "    print(f'{f:15s} {method:7s} {ex:+7.3f} {ey:+7.3f} {me:6.3f}')"
-    ),
-    md(
-        "The exact and moment-matched ellipses sit on the clouds (std within a few per "
-        "cent). The printed std-sum recursion (red) overstates the last-step std about "
-        "5-6 times (for speed-heading on the lateral axis; its signed sums land near the "
-        "right value on the other axis only by cancellation). At "
-        "$\\sigma_\\theta = 0.3$ the first-order mean overshoots along the heading (the "
-        "missing $e^{-\\sigma_\\theta^2/2}$ shrink); moment matching removes it."
-    ),
-    md(
-        "## 2. Predicted modes on synthetic bicycle traffic\n\n"
-        "`make_bicycle_traffic` simulates agents (fine-step midpoint rule, subsampled to "
-        "10 Hz) with "
-        "multimodal intents (keep lane, turns, lane changes, braking, accelerating) and "
-        "Ornstein-Uhlenbeck control noise, in the agent frame. A 6-mode forecaster with "
-        "the velocity formulation is fitted on 400 agents (0.8 s history, 2 s future)."
-    ),
-    code(
-        "H, TF = 8, 20\n"
-        "train = make_bicycle_traffic(400, history=H, horizon=TF, random_state=0)\n"
-        "test = make_bicycle_traffic(300, history=H, horizon=TF, random_state=1)\n"
-        "kw = dict(n_modes=6, hidden_sizes=(64,), epochs=30, batch_size=50, random_state=0)\n"
-        "model = KinematicGMMForecaster(formulation='velocity', **kw).fit(train.history,\n"
-        "                                                                 train.future)\n"
-        "probs, means, covs = model.predict_gaussians(test.history)\n"
-        "cv = constant_velocity_forecast(test.history, TF)\n"
-        "print(f'minADE6 {min_ade(test.future, means):.3f} m  (constant velocity '\n"
-        "      f'{min_ade(test.future, cv):.3f})')\n"
-        "print(f'minFDE6 {min_fde(test.future, means):.3f} m  (constant velocity '\n"
-        "      f'{min_fde(test.future, cv):.3f})')\n"
-        "print(f'miss rate@2m {miss_rate(test.future, means):.3f}, '\n"
-        "      f'NLL {nll(test.future, probs, means, covs):.3f} nats/step')\n"
-        "cov_r = calibration_coverage(test.future, means, covs)\n"
-        "print('coverage of the best mode 1/2-sigma ellipses:', cov_r.coverage.round(3),\n"
-        "      'expected', cov_r.expected.round(3))\n"
-        "fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))\n"
-        "for ax, i in zip(axes, np.flatnonzero(np.isin(test.labels, [1, 2, 3, 5]))[:4]):\n"
-        "    ax.plot(*test.history[i].T, 'k.-', label='history')\n"
-        "    ax.plot(*test.future[i].T, 'g-', lw=2, label='truth')\n"
-        "    for k in np.argsort(-probs[i])[:4]:\n"
-        "        ax.plot(*means[i, k].T, '-', alpha=0.3 + 0.7 * probs[i, k] / probs[i].max(),\n"
-        "                label=f'p={probs[i, k]:.2f}')\n"
-        "        ellipse(ax, means[i, k, -1], covs[i, k, -1], r=1.0, color='0.4', lw=0.7)\n"
-        "    ax.set(aspect='equal', title=f'agent {i}')\n"
-        "    ax.legend(fontsize=7, loc='best')\n"
-        "fig.tight_layout()"
-    ),
-    md(
-        "## 3. An ETH/UCY scene (zara1)\n\n"
-        "Raw ETH/UCY pedestrian tracks (2.5 Hz, 8 observed → 12 predicted steps) are read "
-        "by path from `../shared/data/eth_ucy`. Leave-one-scene-out: train on a random "
-        "subset of the other scenes, test on zara1; best-of-20 ADE/FDE from trajectories "
-        "sampled by drawing a mode, sampling its velocity controls and integrating them "
-        "(temporally coherent samples). `benchmarks/kinematic_reproduce.py` runs all five "
-        "folds."
-    ),
-    code(
-        "if ETH_UCY.is_dir():\n"
-        "    te = load_eth_ucy(ETH_UCY, 'zara1')\n"
-        "    tr = load_eth_ucy(ETH_UCY, 'zara1', split='train')\n"
-        "    idx = np.random.default_rng(0).permutation(len(tr.history))[:1500]\n"
-        "    ped = KinematicGMMForecaster(formulation='velocity', dt=0.4, min_std=0.05,\n"
-        "                                 **{**kw, 'epochs': 20}).fit(tr.history[idx],\n"
-        "                                                             tr.future[idx])\n"
-        "    s = ped.sample(te.history, n_samples=20, random_state=0)\n"
-        "    cvp = constant_velocity_forecast(te.history, 12)\n"
-        "    print(f'zara1, {len(te.history)} test windows: best-of-20 ADE/FDE '\n"
-        "          f'{min_ade(te.future, s):.3f}/{min_fde(te.future, s):.3f} m; constant '\n"
-        "          f'velocity {min_ade(te.future, cvp):.3f}/{min_fde(te.future, cvp):.3f} m')\n"
-        "    pm, pp = ped.predict(te.history)\n"
-        "    fig, axes = plt.subplots(1, 3, figsize=(13, 4))\n"
-        "    for ax, i in zip(axes, np.linspace(0, len(te.history) - 1, 5).astype(int)[1:4]):\n"
-        "        ax.plot(*te.history[i].T, 'k.-', label='observed')\n"
-        "        ax.plot(*te.future[i].T, 'g.-', lw=2, label='truth')\n"
-        "        for j in range(20):\n"
-        "            ax.plot(*s[i, j].T, '-', color='C1', alpha=0.25, lw=0.8)\n"
-        "        for k in range(pm.shape[1]):\n"
-        "            a = 0.2 + 0.8 * pp[i, k] / pp[i].max()\n"
-        "            ax.plot(*pm[i, k].T, '-', color='C0', alpha=a)\n"
-        "        ax.set(aspect='equal', title=f'window {i}', xlabel='x (m)')\n"
-        "    axes[0].legend(loc='best', fontsize=8)\n"
-        "    fig.tight_layout()\n"
-        "else:\n"
-        "    print('ETH/UCY data not found at', ETH_UCY)"
-    ),
-    md(
-        "## 4. Small-data comparison\n\n"
-        "The paper's main claim is a large gain from the kinematic prior when training data "
-        "are scarce. Below: the velocity formulation (exact propagation) vs the position "
-        "GMM (no kinematics, MultiPath-style) trained on 20 and 400 agents, same network, "
-        "one seed. `benchmarks/kinematic_reproduce.py` has the full table (all "
-        "formulations, exact vs printed propagation, the learned-variance DKM baseline, "
-        "3 seeds)."
-    ),
-    code(
-        "res = {('velocity', 400): model}\n"
-        "for f in ('velocity', 'position'):\n"
-        "    for n in (20, 400):\n"
-        "        if (f, n) not in res:\n"
-        "            # same batch_size for every n: the last minibatch is padded with\n"
-        "            # zero-weight rows, so refits of one configuration never recompile\n"
-        "            res[f, n] = KinematicGMMForecaster(formulation=f, **kw).fit(\n"
-        "                train.history[:n], train.future[:n])\n"
-        "print(f\"{'variant':10s} {'n':>4s} {'minADE6':>8s} {'minFDE6':>8s} \"\n"
-        "      f\"{'MR@2m':>6s} {'NLL':>6s}\")\n"
-        "for (f, n), m in res.items():\n"
-        "    p, mu, cv_ = m.predict_gaussians(test.history)\n"
-        "    print(f'{f:10s} {n:4d} {min_ade(test.future, mu):8.3f} '\n"
-        "          f'{min_fde(test.future, mu):8.3f}'\n"
-        "          f' {miss_rate(test.future, mu):6.3f} {nll(test.future, p, mu, cv_):6.2f}')\n"
-        "print(f'notebook CPU time: {time.process_time() - T0:.1f} s')"
-    ),
-    md(
-        "With 20 training agents the kinematic prior keeps the modes physically plausible "
-        "(they start at the current speed and integrate smoothly), whereas the position "
-        "GMM has to learn the whole trajectory shape from very few examples; with more "
-        "data the gap narrows, as the paper reports. This is one seed and 30 epochs, i.e. "
-        "only 30 Adam steps at 20 agents, which under-trains the position GMM most. "
-        "The benchmark (`BENCHMARKS.md`: 3 seeds, >= 400 Adam steps for "
-        "every arm, 20 / 200 / 2000 agents) measures a 19-35 % minADE6 gain over the "
-        "position GMM at 20 agents, 3-8 % at 200 and 1-4 % at 2000, but no gain over the "
-        "learned-variance (Deep Kinematic Models-style) baseline, whose deterministic "
-        "kinematic mean already carries the prior; and at 20 agents every arm overfits "
-        "its variances (NLL far above the 200-agent value)."
-    ),
-]
+
+def md(text):
+    cells.append(nbf.v4.new_markdown_cell(text.strip()))
+
+
+def code(text):
+    cells.append(nbf.v4.new_code_cell(text.strip()))
+
+
+md(r"""
+# Probabilistic motion forecasting with stochastic kinematic priors
+
+A motion forecaster predicts where a vehicle will be over the next seconds from its recent
+track. The future is *multimodal* (the car may keep its lane, turn or brake) and uncertain
+within each mode, so good forecasters output a mixture of trajectories with uncertainty.
+Zheng et al. (2024) propose to let the network predict, for each mode, Gaussian *controls*
+(velocity, acceleration, speed and heading, or acceleration and steering of the kinematic
+bicycle model) and to integrate them into per-step *position* Gaussians. The kinematic model
+then guarantees physically plausible paths and a principled growth of uncertainty over time.
+
+This notebook covers the two parts of `gmm`:
+
+1. `gmm.kinematics.propagate`: control Gaussians to position Gaussians, checked against Monte
+   Carlo;
+2. `gmm.KinematicGMMForecaster`: this prior under a small neural network that outputs $K$ modes,
+   fitted on synthetic traffic; Gaussian modes and their calibration;
+3. sampled trajectories and best-of-20 metrics at a coarser rate, on a test scene whose mix of
+   manoeuvres differs from training;
+4. a small-data comparison with a forecaster that predicts positions directly.
+
+All data are generated by `gmm.datasets.make_bicycle_traffic`, so the notebook needs no
+download.
+""")
+
+code(r"""
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Ellipse
+
+from gmm import KinematicGMMForecaster, constant_velocity_forecast
+from gmm.datasets import INTENTS, make_bicycle_traffic
+from gmm.kinematics import propagate, rollout
+from gmm.metrics import calibration_coverage, min_ade, min_fde, miss_rate, nll
+from mixtures.base import x64_scope
+
+
+def ellipse(ax, mean, cov, r=2.0, **kw):
+    # Draw the r-sigma ellipse of a 2x2 covariance.
+    w, V = np.linalg.eigh(cov)
+    ang = np.degrees(np.arctan2(V[1, 1], V[0, 1]))
+    w = np.sqrt(np.clip(w, 0, None))
+    ax.add_patch(Ellipse(mean, 2 * r * w[1], 2 * r * w[0], angle=ang, fill=False, **kw))
+""")
+
+md(r"""
+## 1. Propagated uncertainty against Monte Carlo
+
+If the controls are independent Gaussians over time, the position after $t$ steps is a sum of
+their contributions, so *variances* add. For the linear formulations (velocity, acceleration)
+the position Gaussians are exact. For the formulations with a heading the model is nonlinear
+(positions involve $\cos\theta$ and $\sin\theta$), and `propagate` offers three methods:
+
+* `method='exact'` (the default): first-order propagation of the full state covariance, as in an
+  extended Kalman filter;
+* `method='moment'`: exact matching of the first two moments of $s(\cos\theta, \sin\theta)$, which
+  also captures that a noisy heading shortens the mean displacement by $e^{-\sigma_\theta^2/2}$;
+* `method='paper'`: the recursions as printed in the paper, which add standard deviations
+  instead of variances (what one would get if the controls were perfectly correlated over
+  time). They are kept for comparison.
+
+We take two control sequences with moderate-to-large noise: speed-heading ($\mu_s = 10$ m/s,
+$\sigma_s = 1$ m/s, heading ramping to 0.8 rad with $\sigma_\theta = 0.3$ rad) and a turning
+bicycle in curvature form ($a = 0.5 \pm 0.5$ m/s², curvature $\kappa = 0.05 \pm 0.03$ 1/m), 30
+steps of 0.1 s. We sample 20 000 control sequences, roll them out with the same Euler model (grey
+clouds at 1, 2 and 3 s) and draw each method's 2σ ellipses on top.
+""")
+
+code(r"""
+dt, T = 0.1, 30
+t = np.linspace(0, 1, T)
+cases = {
+    'speed_heading': (np.column_stack([10 + 0 * t, 0.8 * t]), [[1.0, 0.0], [0.0, 0.09]],
+                      np.array([0.0, 0.0, 0.0, 10.0])),
+    'accel_steering': (np.column_stack([0.5 + 0 * t, 0.05 + 0 * t]),
+                       [[0.25, 0.0], [0.0, 0.03**2]], np.array([0.0, 0.0, 0.0, 8.0])),
+}
+rng = np.random.default_rng(0)
+colors = {'exact': 'C0', 'moment': 'C2', 'paper': 'C3'}
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+rows = []
+with x64_scope():
+    for ax, (f, (m, c, z0)) in zip(axes, cases.items()):
+        C = np.tile(np.asarray(c), (T, 1, 1))
+        u = m + np.einsum('tij,ntj->nti', np.linalg.cholesky(C),
+                          rng.normal(size=(20_000, T, 2)))
+        cloud = np.asarray(rollout(u, z0, dt=dt, formulation=f))  # (n, T, 2)
+        mc_mean, mc_sd = cloud.mean(0), cloud.std(0)
+        for k in (9, 19, 29):
+            ax.plot(*cloud[:1500, k].T, '.', ms=1, color='0.6', alpha=0.5)
+        for method in ('exact', 'moment', 'paper'):
+            r = propagate(m, C, z0, dt=dt, formulation=f, method=method)
+            mean, cov = np.asarray(r.position_mean), np.asarray(r.position_cov)
+            for j, k in enumerate((9, 19, 29)):
+                ellipse(ax, mean[k], cov[k], color=colors[method],
+                        label=method if j == 0 else None)
+            sd = np.sqrt(np.diagonal(cov[-1]))
+            rows.append((f, method, *(sd / mc_sd[-1] - 1),
+                         np.linalg.norm(mean[-1] - mc_mean[-1])))
+        ax.plot(*mc_mean.T, 'k-', lw=1, label='MC mean')
+        ax.set(title=f, xlabel='x (m)', ylabel='y (m)', aspect='equal')
+        ax.legend(loc='upper left')
+fig.tight_layout()
+print('last step (3 s): relative error of the std vs Monte Carlo, mean error (m)')
+print(f"{'formulation':15s} {'method':7s} {'std x':>7s} {'std y':>7s} {'mean':>6s}")
+for f, method, ex, ey, me in rows:
+    print(f'{f:15s} {method:7s} {ex:+7.3f} {ey:+7.3f} {me:6.3f}')
+""")
+
+md(r"""
+**How to read it.** The table compares the last step (3 s) with Monte Carlo: the relative error
+of the standard deviation along x and y (0 is perfect) and the distance between the means. The
+exact and moment-matched ellipses sit on the clouds, with standard deviations within 5 % of Monte
+Carlo. Adding standard deviations (`paper`, red) overstates them by a factor of 5 to 7 on most
+axes (relative errors of +4.0 to +5.8); on the x axis of the speed-heading case it is close only
+because signed terms cancel in the printed recursion. With $\sigma_\theta = 0.3$ rad, first-order
+propagation places the speed-heading mean 1.28 m too far along the heading (it misses the
+$e^{-\sigma_\theta^2/2}$ shrinkage); moment matching reduces the error to 5 mm.
+
+## 2. Predicted modes on synthetic traffic
+
+`make_bicycle_traffic` simulates vehicles with the kinematic bicycle model (integrated finely
+and sampled at 10 Hz), each following one of seven intents: keep lane, left or right turn, left or
+right lane change, brake, accelerate. The intent starts at the current time, so it is invisible
+in the history and the future is genuinely multimodal. The controls carry Ornstein–Uhlenbeck
+noise, and the trajectories are expressed in the agent's frame (current position at the origin,
+heading along +x).
+
+We fit a 6-mode forecaster with the velocity formulation on 400 agents (0.8 s of history, 2 s
+of future) and evaluate it on 300 new agents with the usual metrics:
+
+* **minADE6 / minFDE6**: average / final displacement error of the best of the 6 modes (m);
+* **miss rate @ 2 m**: fraction of agents whose best mode ends more than 2 m from the truth;
+* **NLL**: negative log-likelihood of the true positions under the predicted mixture, per step;
+* **coverage**: how often the truth falls inside the best mode's 1σ and 2σ ellipses, against the
+  probability a calibrated 2-D Gaussian gives (0.393 and 0.865).
+
+The constant-velocity forecast is the simplest baseline.
+""")
+
+code(r"""
+H, TF = 8, 20
+train = make_bicycle_traffic(400, history=H, horizon=TF, random_state=0)
+test = make_bicycle_traffic(300, history=H, horizon=TF, random_state=1)
+kw = dict(n_modes=6, hidden_sizes=(64,), epochs=30, batch_size=50, random_state=0)
+model = KinematicGMMForecaster(formulation='velocity', **kw).fit(train.history, train.future)
+probs, means, covs = model.predict_gaussians(test.history)
+cv = constant_velocity_forecast(test.history, TF)
+print(f'minADE6 {min_ade(test.future, means):.3f} m  (constant velocity {min_ade(test.future, cv):.3f})')
+print(f'minFDE6 {min_fde(test.future, means):.3f} m  (constant velocity {min_fde(test.future, cv):.3f})')
+print(f'miss rate@2m {miss_rate(test.future, means):.3f}, '
+      f'NLL {nll(test.future, probs, means, covs):.3f} nats/step')
+cov_r = calibration_coverage(test.future, means, covs)
+print('coverage of the best mode 1/2-sigma ellipses:', cov_r.coverage.round(3),
+      'expected', cov_r.expected.round(3))
+fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
+for ax, i in zip(axes, np.flatnonzero(np.isin(test.labels, [1, 2, 3, 5]))[:4]):
+    ax.plot(*test.history[i].T, 'k.-', label='history')
+    ax.plot(*test.future[i].T, 'g-', lw=2, label='truth')
+    for k in np.argsort(-probs[i])[:4]:
+        ax.plot(*means[i, k].T, '-', alpha=0.3 + 0.7 * probs[i, k] / probs[i].max(),
+                label=f'p={probs[i, k]:.2f}')
+        ellipse(ax, means[i, k, -1], covs[i, k, -1], r=1.0, color='0.4', lw=0.7)
+    ax.set(aspect='equal', title=f'agent {i}: {INTENTS[test.labels[i]]}')
+    ax.legend(fontsize=7, loc='best')
+fig.tight_layout()
+""")
+
+md(r"""
+**How to read it.** The forecaster's best mode is about half as far from the truth as constant
+velocity, on average (minADE6 0.710 m against 1.310 m) and at the end of the horizon (minFDE6
+1.892 m against 3.811 m). The coverages are close to the nominal values (0.470 and 0.868
+against 0.393 and 0.865): the propagated uncertainty is roughly calibrated, slightly too wide
+at 1σ. The panels show four test agents with a turn, a lane change or braking: the black dots
+are the observed history, the green line the true future, the coloured lines the four most
+probable modes (more opaque = more probable) and the grey ellipses their 1σ uncertainty at the
+last step.
+
+## 3. Sampled trajectories at 2.5 Hz, and a new scene
+
+Pedestrian benchmarks such as ETH/UCY observe 8 positions at 2.5 Hz (3.2 s) and predict the next
+12 (4.8 s), and score *best-of-20*: draw 20 trajectories per agent and report the ADE and FDE of
+the closest. We reproduce this protocol with the traffic generator, sampled every 0.4 s with 5 cm
+of observation noise on the history. The forecaster is trained with `dt=0.4` on 1500 agents and
+tested on two scenes: one with the training mix of intents, and a "junction" where 60 % of the
+vehicles turn (against 2 in 7 in training), like the leave-one-scene-out protocol that tests on
+a location never seen in training.
+
+`sample` draws a mode from the mode probabilities, samples its velocity controls and integrates
+them, so each sample is a smooth, temporally coherent path rather than independent noise at
+every step.
+""")
+
+code(r"""
+gen = dict(history=8, horizon=12, dt=0.4, obs_noise=0.05)
+junction_mix = [0.1, 0.3, 0.3, 0.05, 0.05, 0.15, 0.05]   # probabilities of INTENTS
+tr = make_bicycle_traffic(1500, **gen, random_state=2)
+scenes = {'training mix': make_bicycle_traffic(500, **gen, random_state=3),
+          'junction': make_bicycle_traffic(500, **gen, intent_probs=junction_mix, random_state=3)}
+slow = KinematicGMMForecaster(formulation='velocity', dt=0.4, min_std=0.05,
+                              **{**kw, 'epochs': 20}).fit(tr.history, tr.future)
+print(f"{'test scene':14s} {'best-of-20 ADE/FDE (m)':>24s} {'constant velocity ADE/FDE (m)':>31s}")
+for name, te in scenes.items():
+    s = slow.sample(te.history, n_samples=20, random_state=0)
+    cvp = constant_velocity_forecast(te.history, 12)
+    print(f'{name:14s} {min_ade(te.future, s):15.2f} / {min_fde(te.future, s):5.2f} '
+          f'{min_ade(te.future, cvp):22.2f} / {min_fde(te.future, cvp):5.2f}')
+te = scenes['junction']
+s = slow.sample(te.history, n_samples=20, random_state=0)
+pm, pp = slow.predict(te.history)
+fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+for ax, i in zip(axes, np.flatnonzero(np.isin(te.labels, [1, 2, 5]))[:3]):
+    ax.plot(*te.history[i].T, 'k.-', label='observed')
+    ax.plot(*te.future[i].T, 'g.-', lw=2, label='truth')
+    for j in range(20):
+        ax.plot(*s[i, j].T, '-', color='C1', alpha=0.25, lw=0.8, label='samples' if j == 0 else None)
+    for k in range(pm.shape[1]):
+        ax.plot(*pm[i, k].T, '-', color='C0', alpha=0.2 + 0.8 * pp[i, k] / pp[i].max(),
+                label='modes' if k == 0 else None)
+    ax.set(aspect='equal', title=f'junction agent {i}: {INTENTS[te.labels[i]]}', xlabel='x (m)')
+axes[0].legend(loc='best', fontsize=8)
+fig.tight_layout()
+""")
+
+md(r"""
+**How to read it.** Over 4.8 s a vehicle travels several tens of metres, so errors are larger than in
+section 2, but the best of 20 samples stays far closer to the truth than constant velocity in
+both scenes. On the junction, where turns are more frequent than in training, all errors grow:
+turns are the manoeuvres that deviate most from a straight line, and the forecaster still
+assigns them the probabilities it learned from the training mix. This gap between the training
+distribution and a new scene is what leave-one-scene-out evaluation measures on real data. In the
+panels, the orange samples spread around the blue modes and follow smooth, drivable paths.
+
+## 4. Small-data comparison with a position-space GMM
+
+The main claim of Zheng et al. (2024) is that the kinematic prior helps most when training data
+are scarce. We compare the velocity formulation with `formulation='position'`, a mixture that
+predicts position Gaussians directly (no kinematics, in the style of MultiPath; Chai et al.,
+2019), both with the same network, trained on 20 and on 400 agents (one seed; the model from
+section 2 is reused for velocity with 400 agents). All runs use the same batch size, so they share
+one compiled training step.
+""")
+
+code(r"""
+res = {('velocity', 400): model}
+for f in ('velocity', 'position'):
+    for n in (20, 400):
+        if (f, n) not in res:
+            res[f, n] = KinematicGMMForecaster(formulation=f, **kw).fit(
+                train.history[:n], train.future[:n])
+print(f"{'variant':10s} {'n':>4s} {'minADE6':>8s} {'minFDE6':>8s} {'MR@2m':>6s} {'NLL':>6s}")
+for (f, n), m in res.items():
+    p, mu, cv_ = m.predict_gaussians(test.history)
+    print(f'{f:10s} {n:4d} {min_ade(test.future, mu):8.3f} {min_fde(test.future, mu):8.3f}'
+          f' {miss_rate(test.future, mu):6.3f} {nll(test.future, p, mu, cv_):6.2f}')
+""")
+
+md(r"""
+**How to read it.** With 20 training agents the kinematic forecaster is far ahead: its modes
+start at the current speed and integrate smoothly, whereas the position GMM has to learn the whole
+shape of a trajectory from twenty examples (minADE6 0.799 m against 2.376 m). With 400 agents the
+two are close (0.710 m against 0.734 m), as the paper reports. Two caveats: 30 epochs on 20
+agents are only 30 Adam steps, which under-trains the position GMM most; and at 20 agents the
+kinematic model's NLL (8.94) is much worse than at 400 (1.58), because with so little data it
+becomes over-confident. `benchmarks/kinematic_reproduce.py` runs the comparison with several
+seeds, longer training, more data sizes and a Deep-Kinematic-Models-style baseline (Cui et al.,
+2020).
+
+**References.** L. Zheng, S. Son, J. Liang, X. Wang, B. Clipp, M. C. Lin (2024), *Deep stochastic
+kinematic models for probabilistic motion forecasting in traffic*, IROS, arXiv:2406.01431. ·
+Y. Chai, B. Sapp, M. Bansal, D. Anguelov (2019), *MultiPath: multiple probabilistic anchor
+trajectory hypotheses for behavior prediction*, CoRL. · H. Cui et al. (2020), *Deep kinematic
+models for kinematically feasible vehicle trajectory predictions*, ICRA. · S. Pellegrini, A.
+Ess, K. Schindler, L. van Gool (2009), *You'll never walk alone* (ETH), ICCV; A. Lerner, Y.
+Chrysanthou, D. Lischinski (2007), *Crowds by example* (UCY), Computer Graphics Forum.
+""")
 
 nb = nbf.v4.new_notebook(cells=cells)
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.integrate
@@ -21,7 +23,10 @@ XTR, XTE, YTR, YTE = train_test_split(X, Y, test_size=0.3, random_state=0)
 
 def test_gaussian_likelihood_is_one_hot_regression():
     clf = ScaleMixtureNNGPClassifier(prior=InverseGamma(2.0, 2.0), noise=1e-2).fit(XTR, YTR)
-    reg = ScaleMixtureNNGPRegressor(prior=InverseGamma(2.0, 2.0), noise=1e-2, normalize_y=False)
+    # the classifier fits no hyperparameters: compare with a regressor that fits none either
+    reg = ScaleMixtureNNGPRegressor(
+        prior=InverseGamma(2.0, 2.0), noise=1e-2, normalize_y=False, optimizer=None
+    )
     reg.fit(XTR, np.eye(3)[YTR])
     # same computation: argmax of the posterior mean, mean per-coordinate log density
     np.testing.assert_array_equal(clf.predict(XTE), np.argmax(reg.predict(XTE), 1))
@@ -161,3 +166,94 @@ def test_softmax_seeds_numpy_ints_and_generators():
     g1, g2 = fit(np.random.default_rng(3)), fit(np.random.default_rng(3))
     np.testing.assert_array_equal(g1.inducing_points_, c.inducing_points_)
     np.testing.assert_array_equal(g1.losses_, g2.losses_)
+
+
+@pytest.fixture(scope="module")
+def gaussian_fit():
+    return ScaleMixtureNNGPClassifier(prior=InverseGamma(2.0, 2.0), noise=1e-2).fit(XTR, YTR)
+
+
+def test_overflowing_inputs_raise_in_fit_and_every_predict_method(gaussian_fit):
+    match = r"(?s)X has entries up to .*overflow float64.*Scale the data"
+    with pytest.raises(ValueError, match=match):
+        ScaleMixtureNNGPClassifier().fit(XTR * 1e300, YTR)
+    clf = gaussian_fit
+    for call in (clf.predict, clf.predict_proba, lambda x: clf.log_predictive_density(x, YTE)):
+        with pytest.raises(ValueError, match=match):
+            call(XTE * 1e300)
+
+
+def _frames():
+    pd = pytest.importorskip("pandas")
+    cols = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    return pd.DataFrame(XTR, columns=cols), pd.DataFrame(XTE, columns=cols)
+
+
+def test_feature_names_are_validated_by_the_classifier(gaussian_fit):
+    """scikit-learn's ``validate_data(reset=False)`` contract, for the public estimator."""
+    dtr, dte = _frames()
+    clf = ScaleMixtureNNGPClassifier(prior=InverseGamma(2.0, 2.0), noise=1e-2).fit(dtr, YTR)
+    np.testing.assert_array_equal(clf.feature_names_in_, dtr.columns)
+    methods = {
+        "predict": clf.predict,
+        "predict_proba": clf.predict_proba,
+        "log_predictive_density": lambda x: clf.log_predictive_density(x, YTE),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no feature-name warning from anything inside
+        got = {name: call(dte) for name, call in methods.items()}
+    # the same numbers as a fit on plain arrays
+    ref = gaussian_fit
+    np.testing.assert_array_equal(got["predict"], ref.predict(XTE))
+    np.testing.assert_allclose(got["predict_proba"], ref.predict_proba(XTE), rtol=1e-12)
+    np.testing.assert_allclose(
+        got["log_predictive_density"], ref.log_predictive_density(XTE, YTE), rtol=1e-12
+    )
+    renamed = dte.rename(columns={"petal_width": "width"})
+    for name, call in methods.items():
+        with pytest.raises(ValueError, match="feature names should match") as err:
+            call(renamed)
+        assert "Regressor" not in str(err.value), name
+        # a plain array is accepted with scikit-learn's warning, naming the classifier
+        with pytest.warns(UserWarning) as rec:
+            call(XTE)
+        messages = [str(w.message) for w in rec]
+        assert messages == [
+            "X does not have valid feature names, but ScaleMixtureNNGPClassifier was fitted "
+            "with feature names"
+        ], (name, messages)
+
+
+def test_validation_messages_name_the_classifier(gaussian_fit):
+    _, dte = _frames()
+    clf = gaussian_fit  # fitted on plain arrays
+    methods = {
+        "predict": clf.predict,
+        "predict_proba": clf.predict_proba,
+        "log_predictive_density": lambda x: clf.log_predictive_density(x, YTE),
+    }
+    for name, call in methods.items():
+        with pytest.warns(UserWarning) as rec:
+            call(dte)
+        assert [str(w.message) for w in rec] == [
+            "X has feature names, but ScaleMixtureNNGPClassifier was fitted without feature names"
+        ], name
+        with pytest.raises(ValueError, match="ScaleMixtureNNGPClassifier is expecting 4"):
+            call(XTE[:, :3])
+
+
+def test_softmax_fit_shows_progress_and_verbose_changes_nothing(softmax_fits, capsys):
+    # verbose=1 runs the same Adam steps in chunks under an "ELBO" bar (tqdm, on stderr)
+    shown = ScaleMixtureNNGPClassifier(
+        likelihood="softmax",
+        prior="constant",
+        n_inducing=4,
+        learn_inducing=False,
+        max_iter=100,
+        learning_rate=5e-2,
+        random_state=0,
+        verbose=1,
+    ).fit(XTR, YTR)
+    err = capsys.readouterr().err
+    assert "ELBO" in err and "100/100" in err
+    np.testing.assert_allclose(shown.losses_, softmax_fits["svgp_fixed"].losses_, rtol=1e-12)

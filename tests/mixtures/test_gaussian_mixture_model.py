@@ -201,9 +201,7 @@ def test_inference_data_has_the_groups_arviz_loo_needs():
     # pointwise log-likelihood of one draw against scipy
     post = idata.posterior
     w, mu, var = (np.asarray(post[k])[1, 7] for k in ("weights", "means", "covariances"))
-    want = np.log(
-        sum(w[k] * multivariate_normal(mu[k], np.diag(var[k])).pdf(X) for k in range(2))
-    )
+    want = np.log(sum(w[k] * multivariate_normal(mu[k], np.diag(var[k])).pdf(X) for k in range(2)))
     np.testing.assert_allclose(np.asarray(idata.log_likelihood["obs"])[1, 7], want, rtol=1e-10)
     loo = az.loo(idata)
     assert np.isfinite(loo.elpd_loo)

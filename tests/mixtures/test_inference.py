@@ -10,12 +10,14 @@ import pytest
 from mixtures import (
     NUTSResult,
     check_convergence,
+    inference,
     run_nuts,
     run_svi,
     summarize,
     to_inference_data,
 )
 from mixtures.diagnostics import MixprocConvergenceWarning
+from mixtures.inference import chunk_sizes, progress_chunks
 
 
 def _normal_model(y, prior_mean, prior_sd, noise_sd):
@@ -122,3 +124,55 @@ def test_svi_recovers_conjugate_posterior_and_lr_is_traced(compile_counter):
             num_particles=16,
         )
     assert n[0] == 0
+
+
+class _RecordingBar:
+    """A tqdm subclass factory that logs ``reset`` and ``update`` calls into ``events``."""
+
+    def __new__(cls, events):
+        from tqdm.auto import tqdm
+
+        class Bar(tqdm):
+            def reset(self, total=None):
+                events.append("reset")
+                return super().reset(total)
+
+            def update(self, n=1):
+                events.append(f"update {n}")
+                return super().update(n)
+
+        return Bar
+
+
+def test_progress_bar_clock_starts_after_every_compilation(monkeypatch):
+    # the bar's rate and ETA must count the work only: every chunk length is compiled, then
+    # the bar is reset (its clock restarts), then the chunks run
+    events = []
+    monkeypatch.setattr(inference, "tqdm", _RecordingBar(events))
+
+    def compile_chunk(size):
+        events.append(f"compile {size}")
+        return lambda: size
+
+    ran = [
+        (size, step())
+        for size, step, _ in progress_chunks([4, 4, 2], compile_chunk, verbose=1, desc="x")
+    ]
+    assert ran == [(4, 4), (4, 4), (2, 2)]
+    assert events == ["compile 2", "compile 4", "reset", "update 4", "update 4", "update 2"]
+    assert chunk_sizes(45, verbose=1, n_chunks=4) == [11, 11, 11, 11, 1]
+    assert chunk_sizes(45, verbose=0) == [45]
+
+
+def test_nuts_progress_bar_excludes_compilation_and_keeps_the_draws(monkeypatch):
+    y = jnp.asarray(np.random.default_rng(3).normal(size=7))  # a shape no other test compiles
+    kwargs = dict(key=jax.random.PRNGKey(0), num_warmup=40, num_samples=60, num_chains=2)
+    quiet = run_nuts(_normal_model, y, 0.0, 1.0, 1.0, **kwargs)
+    events = []
+    monkeypatch.setattr(inference, "tqdm", _RecordingBar(events))
+    shown = run_nuts(_normal_model, y, 0.0, 1.0, 1.0, verbose=1, **kwargs)
+    # reset once, before any progress; progress sums to warm-up + sampling
+    assert events.index("reset") == 0
+    assert sum(int(e.split()[1]) for e in events[1:]) == 100
+    # the chunked run is the same Markov chain as the one-scan run
+    np.testing.assert_array_equal(np.asarray(shown.samples["mu"]), np.asarray(quiet.samples["mu"]))
