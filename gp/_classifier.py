@@ -40,7 +40,7 @@ from mixtures.base import (
     random_state_to_key,
     x64_scope,
 )
-from mixtures.inference import chunk_sizes, progress_chunks
+from mixtures.inference import chunk_sizes, compile_ahead, progress_chunks
 
 __all__ = [
     "ScaleMixtureNNGPClassifier",
@@ -243,7 +243,7 @@ def _adam_in_chunks(fit_fn, params, key, args, static, n_steps, verbose):
     state = optax.adam(0.0).init(params)  # Adam's state does not depend on the step size
 
     def compile_chunk(size):
-        return fit_fn.lower(params, state, keys[:size], *args, **static).compile()
+        return compile_ahead(fit_fn, params, state, keys[:size], *args, **static)
 
     losses, done = [], 0
     sizes = chunk_sizes(n_steps, verbose)

@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from gp._linalg import cholesky_lower_inplace, restore_lower, zero_strict_upper
 from gp._network import PARAMETER_CONSTRAINTS, NetworkKernel
 from gp._type2 import fit_type2, training_kernel
-from gp.diagnostics import check_importance_sampling, loo_log_likelihood
+from gp.diagnostics import check_importance_sampling, loo_log_likelihood, posterior_predictive
 from gp.kernels import kernel_matrix
 from gp.posterior import (
     GPStatistics,
@@ -554,7 +554,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
             return sp
         return self._nuts(stats, Yn, prior, key)
 
-    def _store_nuts(self, res, Yn, log_likelihood=None):
+    def _store_nuts(self, res, Yn, log_likelihood=None, replicates=None):
         """``inference_data_`` (with the standardised targets as ``observed_data``) and
         its :func:`~mixtures.diagnostics.check_convergence` report, which warns on failure."""
         from mixtures.diagnostics import check_convergence, to_inference_data
@@ -563,6 +563,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
             res,
             log_likelihood=None if log_likelihood is None else {"y": log_likelihood},
             observed_data={"y": self._to_output(Yn)},
+            posterior_predictive=None if replicates is None else {"y": replicates},
         )
         self.convergence_report_ = check_convergence(self.inference_data_)
 
@@ -642,7 +643,14 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         )
         log_s2 = np.log(np.asarray(res.samples["s2"], dtype=np.float64))  # (chains, draws)
         ll = loo_log_likelihood(stats.chol, stats.weights, log_s2)  # (chains, draws, n, C)
-        self._store_nuts(res, Yn, ll[..., 0] if self._y_1d else ll)
+        rng = random_state_to_generator(self.random_state)
+        n_out = Yn.shape[1]  # replicate each output column: (chains, kept, n, C)
+        rep = np.stack(
+            [posterior_predictive(rng, stats.chol, log_s2) for _ in range(n_out)], axis=-1
+        )
+        if self._y_1d:
+            ll, rep = ll[..., 0], rep[..., 0]
+        self._store_nuts(res, Yn, ll, rep)
         s2 = np.exp(log_s2).reshape(-1)
         # log p(y) is not a by-product of NUTS: report the quadrature value
         lml = quadrature_posterior(stats, prior).log_marginal_likelihood

@@ -34,6 +34,7 @@ __all__ = [
     "check_importance_sampling",
     "khat_threshold",
     "loo_log_likelihood",
+    "posterior_predictive",
 ]
 
 #: Smallest acceptable Kish effective sample size of the importance weights (the ESS
@@ -162,3 +163,37 @@ def loo_log_likelihood(chol, weights, log_s2) -> np.ndarray:
     a = np.einsum("ki,ki->i", inv, inv)[:, None]  # diag(Khat^-1), shape (n, 1)
     t = np.asarray(log_s2, dtype=np.float64)[..., None, None]
     return -0.5 * (_LOG_2PI + t) + 0.5 * np.log(a) - 0.5 * weights**2 / a * np.exp(-t)
+
+
+def posterior_predictive(
+    rng: np.random.Generator, chol, log_s2, max_values: int = 4_000_000
+) -> np.ndarray:
+    r"""Replicated training targets for posterior predictive checks (``arviz.plot_ppc``).
+
+    For each kept draw of :math:`\sigma^2`, one replicate of the (standardised) targets,
+    :math:`y^{\mathrm{rep}}_{:,c} = \sigma L\varepsilon_c` with :math:`\hat K = LL^\top`
+    and :math:`\varepsilon_c \sim \mathcal N(0, I)`: a draw of
+    :math:`\mathcal N(0, \sigma^2 \hat K)` for every output column.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    chol : ndarray of shape (n, n)
+        Lower Cholesky factor of :math:`\hat K`.
+    log_s2 : ndarray of shape (chains, draws)
+        Draws of :math:`\ln\sigma^2`.
+    max_values : int, default=4_000_000
+        The draws are thinned evenly so that at most about this many values are stored.
+
+    Returns
+    -------
+    ndarray of shape (chains, kept draws, n)
+    """
+    chol = np.asarray(chol, dtype=np.float64)
+    log_s2 = np.asarray(log_s2, dtype=np.float64)
+    n_chains, n_draws = log_s2.shape
+    n = chol.shape[0]
+    keep = int(np.clip(max_values // max(1, n_chains * n), 1, n_draws))
+    idx = np.linspace(0, n_draws - 1, keep).round().astype(int)
+    eps = rng.standard_normal((n_chains, keep, n))
+    return np.exp(0.5 * log_s2[:, idx])[..., None] * np.einsum("ij,csj->csi", chol, eps)

@@ -64,6 +64,7 @@ __all__ = [
     "mixture_hyperparameters",
     "mixture_model",
     "pointwise_log_likelihood",
+    "posterior_predictive",
 ]
 
 _CONSTRAINT_OF = {
@@ -302,6 +303,68 @@ def _check_arguments(y, n_known, params):
         )
 
 
+#: Most values a ``posterior_predictive`` group holds: the posterior draws are thinned
+#: evenly to stay below it (at least one replicated data set per chain).
+MAX_PREDICTIVE_VALUES = 4_000_000
+
+
+def posterior_predictive(
+    rng: np.random.Generator, y, draws: dict, covariance_type: str, n_features: int,
+    max_values: int = MAX_PREDICTIVE_VALUES,
+) -> np.ndarray:  # fmt: skip
+    r"""Replicated data sets for posterior predictive checks (``arviz.plot_ppc``).
+
+    For each kept draw :math:`(\pi, \mu, \Sigma)` of the posterior, one data set the size
+    of the observed one: :math:`x^{\mathrm{rep}}_i \sim \mathcal N(\mu_{z_i}, \Sigma_{z_i})`
+    with :math:`z_i \sim \mathrm{Cat}(\pi)`, or :math:`z_i = y_i` for a labelled point
+    (its component is clamped in :func:`mixture_model`).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    y : array of shape (n,)
+        Known labels, -1 for unlabelled points.
+    draws : dict
+        ``weights`` (chains, draws, K), ``means`` (chains, draws, K, D) and ``covariances``
+        in the layout of ``covariance_type`` with the same two leading axes.
+    covariance_type : {"full", "diag", "spherical"}
+    n_features : int
+    max_values : int, default=MAX_PREDICTIVE_VALUES
+        The draws are thinned evenly so that at most about this many values are stored.
+
+    Returns
+    -------
+    ndarray of shape (chains, kept draws, n, D)
+    """
+    y = np.asarray(y)
+    w = np.asarray(draws["weights"], dtype=np.float64)
+    n_chains, n_draws, _ = w.shape
+    n, d = y.shape[0], int(n_features)
+    keep = int(np.clip(max_values // max(1, n_chains * n * d), 1, n_draws))
+    idx = np.linspace(0, n_draws - 1, keep).round().astype(int)
+    means = np.asarray(draws["means"], dtype=np.float64)[:, idx]
+    cov = np.asarray(draws["covariances"], dtype=np.float64)[:, idx]
+    eye = np.eye(d)
+    if covariance_type == "diag":
+        cov = cov[..., None] * eye
+    elif covariance_type == "spherical":
+        cov = cov[..., None, None] * eye
+    chol = np.linalg.cholesky(cov)  # (chains, kept, K, D, D)
+    labelled = y >= 0
+    out = np.empty((n_chains, keep, n, d))
+    for c in range(n_chains):
+        for s, j in enumerate(idx):
+            p = w[c, j] / w[c, j].sum()
+            z = np.where(labelled, y, rng.choice(p.size, size=n, p=p))
+            eps = rng.standard_normal((n, d))
+            out[c, s] = means[c, s, z] + np.einsum("nij,nj->ni", chol[c, s, z], eps)
+    return out
+
+
+def _rng_from_key(key) -> np.random.Generator:
+    return np.random.default_rng(np.asarray(jax.random.randint(key, (4,), 0, 2**31 - 1)))
+
+
 def fit_mixture_nuts(
     X, params: GaussianMixtureParams, *, y=None, n_known: int = 0, covariance_type="full",
     concentration=1.0, num_warmup=500, num_samples=500, num_chains=2, num_draws=200, key,
@@ -312,7 +375,8 @@ def fit_mixture_nuts(
 
     Every chain starts at ``params``. ``inference_data`` has the ``posterior`` (weights,
     means, covariances), ``sample_stats``, ``log_likelihood`` (``obs``) and
-    ``observed_data`` groups, so ``arviz.loo`` / ``waic`` work on it.
+    ``observed_data`` groups, so ``arviz.loo`` / ``waic`` work on it, and a
+    ``posterior_predictive`` group (:func:`posterior_predictive`) for ``arviz.plot_ppc``.
     """
     _check_arguments(y, n_known, params)
     X = jnp.asarray(X)
@@ -329,10 +393,14 @@ def fit_mixture_nuts(
     keep = ("weights", "means", "covariances")
     samples = {k: np.asarray(v) for k, v in result.samples.items() if k in keep}
     ll = pointwise_log_likelihood(X, y, samples, covariance_type)
+    rep = posterior_predictive(
+        _rng_from_key(jax.random.fold_in(key, 1)), y, samples, covariance_type, X.shape[1]
+    )
     idata = to_inference_data(
         result._replace(samples=samples),
         log_likelihood={"obs": ll},
         observed_data={"obs": np.asarray(X)},
+        posterior_predictive={"obs": rep},
     )
     report = check_convergence(idata, warn=False)
     flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
@@ -367,8 +435,18 @@ def fit_mixture_svi(
     )
     draws = {k: np.asarray(v) for k, v in draws.items()}
     ll = pointwise_log_likelihood(X, y, draws, covariance_type)
+    rep = posterior_predictive(
+        _rng_from_key(jax.random.fold_in(key, 1)),
+        y,
+        {k: v[None] for k, v in draws.items()},
+        covariance_type,
+        X.shape[1],
+    )[0]
     idata = draws_to_inference_data(
-        draws, log_likelihood={"obs": ll}, observed_data={"obs": np.asarray(X)}
+        draws,
+        log_likelihood={"obs": ll},
+        observed_data={"obs": np.asarray(X)},
+        posterior_predictive={"obs": rep},
     )
     return BayesianFit(draws, idata, converged, losses)
 

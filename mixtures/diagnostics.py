@@ -71,6 +71,7 @@ def to_inference_data(
     dims: dict[str, list[str]] | None = None,
     log_likelihood: dict[str, Any] | None = None,
     observed_data: dict[str, Any] | None = None,
+    posterior_predictive: dict[str, Any] | None = None,
 ) -> az.InferenceData:
     """Convert a NUTS result to ``arviz.InferenceData``.
 
@@ -84,6 +85,8 @@ def to_inference_data(
         Pointwise log-likelihoods (for ``arviz.loo`` / ``waic``).
     observed_data : dict, optional
         Observed data to store.
+    posterior_predictive : dict of str to array of shape (chains, draws, ...), optional
+        Replicated data (for ``arviz.plot_ppc``); its draws may be a thinned subset.
 
     Returns
     -------
@@ -101,6 +104,8 @@ def to_inference_data(
         kwargs["log_likelihood"] = {k: np.asarray(v) for k, v in log_likelihood.items()}
     if observed_data is not None:
         kwargs["observed_data"] = {k: np.asarray(v) for k, v in observed_data.items()}
+    if posterior_predictive is not None:
+        kwargs["posterior_predictive"] = {k: np.asarray(v) for k, v in posterior_predictive.items()}
     return az.from_dict(coords=coords, dims=dims, **kwargs)
 
 
@@ -109,6 +114,7 @@ def draws_to_inference_data(
     *,
     log_likelihood: dict[str, Any] | None = None,
     observed_data: dict[str, Any] | None = None,
+    posterior_predictive: dict[str, Any] | None = None,
 ) -> az.InferenceData:
     """InferenceData of independent draws (one chain), e.g. from a variational posterior.
 
@@ -117,12 +123,17 @@ def draws_to_inference_data(
     draws : dict of str to array of shape (num_draws, ...)
     log_likelihood : dict of str to array of shape (num_draws, n_obs), optional
     observed_data : dict, optional
+    posterior_predictive : dict of str to array of shape (num_draws, ...), optional
     """
     kwargs: dict[str, Any] = {"posterior": {k: np.asarray(v)[None] for k, v in draws.items()}}
     if log_likelihood is not None:
         kwargs["log_likelihood"] = {k: np.asarray(v)[None] for k, v in log_likelihood.items()}
     if observed_data is not None:
         kwargs["observed_data"] = {k: np.asarray(v) for k, v in observed_data.items()}
+    if posterior_predictive is not None:
+        kwargs["posterior_predictive"] = {
+            k: np.asarray(v)[None] for k, v in posterior_predictive.items()
+        }
     return az.from_dict(**kwargs)
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "NUTSResult",
     "SVIResult",
     "chunk_sizes",
+    "compile_ahead",
     "progress_chunks",
     "run_nuts",
     "run_svi",
@@ -61,6 +62,23 @@ def chunk_sizes(total: int, verbose: int, n_chunks: int = 20) -> list[int]:
     return [chunk] * (total // chunk) + ([total % chunk] if total % chunk else [])
 
 
+def compile_ahead(jitted: Callable, *args: Any, **kwargs: Any) -> Callable:
+    """Compile ``jitted(*args, **kwargs)`` now and return the executable as a function of
+    the non-static arguments (those of ``args`` that are not static, in order).
+
+    Each call first places its arguments with the shardings the executable was compiled
+    for, so that outputs of a sharded step (whose placement XLA chooses) can be fed back
+    in; ``jax.jit`` would silently recompile for them, an executable refuses them.
+    """
+    compiled = jitted.lower(*args, **kwargs).compile()
+    shardings = compiled.input_shardings[0]
+
+    def run(*call_args):
+        return compiled(*jax.device_put(call_args, shardings))
+
+    return run
+
+
 def progress_chunks(
     sizes: list[int], compile_chunk: Callable[[int], Callable], *, verbose: int, desc: str
 ):
@@ -68,7 +86,7 @@ def progress_chunks(
     compilation.
 
     ``compile_chunk(size)`` returns the ahead-of-time compiled step function for a chunk of
-    ``size`` steps (``jitted.lower(...).compile()``); it is called once per distinct size
+    ``size`` steps (:func:`compile_ahead`); it is called once per distinct size
     before the bar starts, so the bar's rate and ETA count the work, not XLA compilation
     (which can take longer than the work itself). Compiled code is shared with ``jax.jit``'s
     caches, so a repeated call with the same shapes compiles nothing.
@@ -281,8 +299,8 @@ def run_nuts(
             sizes = [num_warmup, num_samples]
 
         def compile_chunk(size):
-            lowered = _nuts_steps.lower(model, states, args, kwargs, tap, **statics, length=size)
-            return lowered.compile()
+            return compile_ahead(_nuts_steps, model, states, args, kwargs, tap, **statics,
+                                 length=size)  # fmt: skip
 
         outputs, done = [], 0
         for size, step, _ in progress_chunks(sizes, compile_chunk, verbose=verbose, desc="NUTS"):
@@ -420,7 +438,7 @@ def run_svi(
         statics = (model, guide, optimizer, num_particles)
 
         def compile_chunk(size):
-            return _svi_steps.lower(*statics, size, state, model_args, model_kwargs).compile()
+            return compile_ahead(_svi_steps, *statics, size, state, model_args, model_kwargs)
 
         losses = []
         sizes = chunk_sizes(num_steps, verbose)

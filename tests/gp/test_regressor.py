@@ -655,3 +655,23 @@ def test_scale_nuts_runs_chains_checks_convergence_and_stores_loo_likelihoods(nu
     assert np.all(np.asarray(loo.pareto_k) < 0.5)
     # Monte-Carlo error of each PSIS estimate with ~1000 draws: ~1e-3, measured below 5e-3
     np.testing.assert_allclose(np.asarray(loo.loo_i), exact, atol=0.02)
+
+
+def test_scale_nuts_stores_a_posterior_predictive_that_plot_ppc_uses(nuts_ig):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    reg, _ = nuts_ig
+    idata = reg.inference_data_
+    rep = np.asarray(idata.posterior_predictive["y"])
+    n = len(X)
+    assert rep.shape == (2, 500, n)
+    # y_rep | sigma^2 ~ N(0, sigma^2 Khat): over the draws, Cov(y_rep) = E[sigma^2] Khat;
+    # check the variances (relative s.e. of a variance from 1000 draws ~ sqrt(2/1000) =
+    # 0.045, plus the spread of sigma^2 across draws; 0.25 is > 5 s.e.)
+    khat = _kernel(X) + reg.jitter_ * np.eye(n)
+    s2_mean = np.asarray(idata.posterior["s2"]).mean()
+    ratio = rep.reshape(-1, n).var(axis=0) / (s2_mean * np.diag(khat))
+    assert np.all(np.abs(ratio - 1) < 0.25) and abs(ratio.mean() - 1) < 0.05
+    axes = az.plot_ppc(idata, num_pp_samples=20)
+    assert len(np.atleast_1d(axes)) == 1

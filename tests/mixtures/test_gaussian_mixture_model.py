@@ -206,3 +206,42 @@ def test_inference_data_has_the_groups_arviz_loo_needs():
     loo = az.loo(idata)
     assert np.isfinite(loo.elpd_loo)
     np.testing.assert_allclose(np.asarray(idata.observed_data["obs"]), X)
+    # posterior_predictive: one replicated data set per draw, for az.plot_ppc
+    rep = np.asarray(idata.posterior_predictive["obs"])
+    assert rep.shape == (2, 100) + X.shape
+    # the replicates' mean over draws and points is the posterior mean of the mixture
+    # mean sum_k w_k mu_k; Monte-Carlo s.e. about sd(X) / sqrt(200 * n) = 3 / 200 = 0.015
+    w, mu = np.asarray(post["weights"]), np.asarray(post["means"])
+    mixture_mean = np.einsum("cdk,cdkj->j", w, mu) / (w.shape[0] * w.shape[1])
+    np.testing.assert_allclose(rep.mean(axis=(0, 1, 2)), mixture_mean, atol=0.08)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    az.plot_ppc(idata, num_pp_samples=10)
+
+
+def test_posterior_predictive_clamps_labelled_points_and_thins_draws():
+    from mixtures.bayesian_gmm import posterior_predictive
+
+    # two fixed components far apart; point 0 is labelled with component 1, point 1 with 0,
+    # the rest are unlabelled and come from the 0.25 / 0.75 mixture
+    draws = {
+        "weights": np.tile([0.25, 0.75], (2, 50, 1)),
+        "means": np.tile([[-10.0, 0.0], [10.0, 0.0]], (2, 50, 1, 1)),
+        "covariances": np.tile([1.0, 4.0], (2, 50, 1)),  # spherical variances
+    }
+    y = np.r_[1, 0, np.full(398, -1)]
+    rep = posterior_predictive(np.random.default_rng(0), y, draws, "spherical", 2)
+    assert rep.shape == (2, 50, 400, 2)
+    assert np.all(rep[:, :, 0, 0] > 0) and np.all(rep[:, :, 1, 0] < 0)
+    # unlabelled: fraction from component 1 is 0.75 (s.e. sqrt(.75 * .25 / 39800) = 0.002)
+    assert abs((rep[:, :, 2:, 0] > 0).mean() - 0.75) < 0.01
+    # component variances 1 and 4 in the second coordinate (s.e. of a variance ~0.01-0.03)
+    second = rep[:, :, 2:, 1]
+    np.testing.assert_allclose(second[rep[:, :, 2:, 0] < 0].var(), 1.0, rtol=0.05)
+    np.testing.assert_allclose(second[rep[:, :, 2:, 0] > 0].var(), 4.0, rtol=0.05)
+    # thinning: at most max_values values, at least one draw per chain
+    small = posterior_predictive(np.random.default_rng(0), y, draws, "spherical", 2, 16000)
+    assert small.shape == (2, 10, 400, 2)
+    tiny = posterior_predictive(np.random.default_rng(0), y, draws, "spherical", 2, 10)
+    assert tiny.shape == (2, 1, 400, 2)
