@@ -22,9 +22,12 @@ lint: sync
 
 # Unit tests, doctests of the packages and the executed notebooks, in one pytest run.
 # Notebooks come first so that their long items start early and both workers finish together.
+# XLA programs compiled by one test process are kept on disk for the others (JAX's
+# persistent compilation cache): the notebooks, README examples and tests share many.
 test: sync
 	$(RUN) ruff check mixtures gp gmm tests benchmarks
-	$(RUN) pytest -n $(PYTEST_WORKERS) --doctest-modules --nbmake --nbmake-timeout=600 \
+	JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.cache/jax \
+		$(RUN) pytest -n $(PYTEST_WORKERS) --doctest-modules --nbmake --nbmake-timeout=600 \
 		notebooks tests mixtures gp gmm
 
 demo: sync
@@ -45,4 +48,4 @@ notebooks: sync
 	$(RUN) python notebooks/_build/execute.py notebooks/*.ipynb
 
 clean:
-	rm -rf .venv .pytest_cache .ruff_cache mixproc-demo docs/_build docs/generated
+	rm -rf .venv .cache .pytest_cache .ruff_cache mixproc-demo docs/_build docs/generated

@@ -180,7 +180,7 @@ def print_tables(records):
         rows_h = [r for r in cls if tuple(r.get("held_out", HELD_OUT)) == held]
         priors = list(dict.fromkeys(r["prior"] for r in rows_h))
         n_seeds = len({r.get("seed", 0) for r in rows_h})
-        what = f"without classes {set(held)}" if held else "all classes"
+        what = f"without classes {sorted(held)}" if held else "all classes"
         print(
             f"\nDigits, trained on clean images ({what}); Gaussian likelihood on one-hot "
             f"targets, per-coordinate NLL, mean +- std over {n_seeds} seeds"

@@ -15,7 +15,7 @@ ESTIMATORS = [
     GaussianMixtureModel(n_components=1, random_state=0),
     gmm.SemiSupervisedGMM(n_components=3, max_rounds=1, max_iter=10, random_state=0),
     gmm.SemiSupervisedKMeans(n_clusters=3, random_state=0),
-    gp.ScaleMixtureNNGPRegressor(random_state=0),
+    gp.ScaleMixtureNNGPRegressor(random_state=0, max_iter=5),
     gp.ScaleMixtureNNGPClassifier(random_state=0),
 ]
 
