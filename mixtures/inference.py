@@ -12,6 +12,7 @@ Both return named tuples of JAX arrays. Expectation-maximisation for Gaussian mi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -212,6 +213,25 @@ def _chunks(total: int, chunk: int) -> list[int]:
     return sizes
 
 
+def _phase_chunks(num_warmup: int, num_samples: int, n_chunks: int) -> list[int]:
+    """Scan lengths covering warm-up then sampling, split exactly at ``num_warmup``.
+
+    One length throughout where the two counts allow it (each distinct length is a
+    compilation of the whole NUTS step): the largest divisor of gcd(num_warmup,
+    num_samples) that gives at least ``n_chunks`` chunks, if that is at most 100 chunks.
+    Otherwise each phase in chunks of about ``total / n_chunks`` steps.
+    """
+    total = num_warmup + num_samples
+    g = math.gcd(num_warmup, num_samples)
+    target = max(1, total // n_chunks)
+    chunk = max(d for d in range(1, g + 1) if g % d == 0 and d <= target)
+    if total // chunk <= 100:
+        return [chunk] * (total // chunk)
+    if n_chunks <= 1:
+        return [num_warmup, num_samples]
+    return _chunks(num_warmup, target) + _chunks(num_samples, target)
+
+
 def _shard_chains(tree):
     """Place the chain axis across ``jax.devices()`` when it divides evenly."""
     devices = jax.devices()
@@ -292,11 +312,7 @@ def run_nuts(
         tap = jnp.asarray(target_accept_prob, jnp.float64)
         statics = dict(num_warmup=int(num_warmup), max_tree_depth=int(max_tree_depth))
         states = _nuts_init(model, keys, init_params, args, kwargs, tap, **statics)
-        if verbose > 0:  # chunks of one length in warm-up and sampling: one compile
-            chunk = max(1, (num_warmup + num_samples) // 20)
-            sizes = _chunks(num_warmup, chunk) + _chunks(num_samples, chunk)
-        else:
-            sizes = [num_warmup, num_samples]
+        sizes = _phase_chunks(num_warmup, num_samples, 20 if verbose > 0 else 1)
 
         def compile_chunk(size):
             return compile_ahead(_nuts_steps, model, states, args, kwargs, tap, **statics,

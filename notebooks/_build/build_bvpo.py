@@ -2,19 +2,7 @@
 ``python notebooks/_build/execute.py notebooks/bvpo.ipynb``)."""
 # ruff: noqa: E501  (notebook cell sources are kept as written)
 
-import pathlib
-
-import nbformat as nbf
-
-cells = []
-
-
-def md(text):
-    cells.append(nbf.v4.new_markdown_cell(text.strip()))
-
-
-def code(text):
-    cells.append(nbf.v4.new_code_cell(text.strip()))
+from _cells import code, md, write
 
 
 md(r"""
@@ -236,8 +224,4 @@ Zhu et al. (2025), *From noisy traces to stable gradients: bias–variance optim
 optimization for aligning large reasoning models* (BVPO), arXiv:2510.05095.
 """)
 
-nb = nbf.v4.new_notebook()
-nb["cells"] = cells
-nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-pathlib.Path("notebooks/bvpo.ipynb").write_text(nbf.writes(nb))
-print("wrote notebooks/bvpo.ipynb")
+write("bvpo.ipynb")

@@ -2,19 +2,7 @@
 with ``python notebooks/_build/execute.py notebooks/mixture_of_experts.ipynb``)."""
 # ruff: noqa: E501  (notebook cell sources are kept as written)
 
-import pathlib
-
-import nbformat as nbf
-
-cells = []
-
-
-def md(text):
-    cells.append(nbf.v4.new_markdown_cell(text.strip()))
-
-
-def code(text):
-    cells.append(nbf.v4.new_code_cell(text.strip()))
+from _cells import code, md, write
 
 
 md(r"""
@@ -246,9 +234,4 @@ mixture-of-experts*, arXiv:2408.15664. · Han & Zhong (2025), a primal-dual anal
 auxiliary-loss-free balancing, arXiv:2512.03915.
 """)
 
-nb = nbf.v4.new_notebook()
-nb["cells"] = cells
-nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-out = pathlib.Path("notebooks/mixture_of_experts.ipynb")
-nbf.write(nb, out)
-print("wrote", out)
+write("mixture_of_experts.ipynb")

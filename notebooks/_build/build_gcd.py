@@ -2,19 +2,7 @@
 ``python notebooks/_build/execute.py notebooks/category_discovery.ipynb``)."""
 # ruff: noqa: E501  (notebook cell sources are kept as written)
 
-import pathlib
-
-import nbformat as nbf
-
-cells = []
-
-
-def md(text):
-    cells.append(nbf.v4.new_markdown_cell(text.strip()))
-
-
-def code(text):
-    cells.append(nbf.v4.new_code_cell(text.strip()))
+from _cells import code, md, write
 
 
 md(r"""
@@ -197,8 +185,4 @@ models for generalized category discovery* (GPC), ICCV. · J. Chang, J. W. Fishe
 (2020), *Supervised contrastive learning*, NeurIPS.
 """)
 
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-out = pathlib.Path(__file__).resolve().parents[1] / "category_discovery.ipynb"
-nbf.write(nb, out)
-print("wrote", out)
+write("category_discovery.ipynb")

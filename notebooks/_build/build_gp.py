@@ -2,19 +2,7 @@
 ``python notebooks/_build/execute.py notebooks/scale_mixture_nngp.ipynb``)."""
 # ruff: noqa: E501  (notebook cell sources are kept as written)
 
-import pathlib
-
-import nbformat as nbf
-
-cells = []
-
-
-def md(text):
-    cells.append(nbf.v4.new_markdown_cell(text.strip()))
-
-
-def code(text):
-    cells.append(nbf.v4.new_code_cell(text.strip()))
+from _cells import code, md, write
 
 
 md(r"""
@@ -268,6 +256,4 @@ md(r"""
   jointly with the scale.
 """)
 
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nbf.write(nb, pathlib.Path(__file__).resolve().parents[1] / "scale_mixture_nngp.ipynb")
+write("scale_mixture_nngp.ipynb")

@@ -2,19 +2,7 @@
 ``python notebooks/_build/execute.py notebooks/kinematic_forecasting.ipynb``."""
 # ruff: noqa: E501  (notebook cell sources are kept as written)
 
-from pathlib import Path
-
-import nbformat as nbf
-
-cells = []
-
-
-def md(text):
-    cells.append(nbf.v4.new_markdown_cell(text.strip()))
-
-
-def code(text):
-    cells.append(nbf.v4.new_code_cell(text.strip()))
+from _cells import code, md, write
 
 
 md(r"""
@@ -294,8 +282,4 @@ Ess, K. Schindler, L. van Gool (2009), *You'll never walk alone* (ETH), ICCV; A.
 Chrysanthou, D. Lischinski (2007), *Crowds by example* (UCY), Computer Graphics Forum.
 """)
 
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-out = Path(__file__).resolve().parents[1] / "kinematic_forecasting.ipynb"
-nbf.write(nb, out)
-print("wrote", out)
+write("kinematic_forecasting.ipynb")

@@ -2,17 +2,7 @@
 ``python notebooks/_build/execute.py notebooks/pmoe.ipynb``)."""
 # ruff: noqa: E501  (notebook cell sources are kept as written)
 
-import nbformat as nbf
-
-cells = []
-
-
-def md(text):
-    cells.append(nbf.v4.new_markdown_cell(text.strip()))
-
-
-def code(text):
-    cells.append(nbf.v4.new_code_cell(text.strip()))
+from _cells import code, md, write
 
 
 md(r"""
@@ -176,9 +166,4 @@ Ding, W. Pan, H. Dong (2021), *Probabilistic mixture-of-experts for efficient de
 learning*, arXiv:2104.09122.
 """)
 
-nb = nbf.v4.new_notebook(
-    cells=cells,
-    metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-)
-nbf.write(nb, "notebooks/pmoe.ipynb")
-print("wrote notebooks/pmoe.ipynb")
+write("pmoe.ipynb")

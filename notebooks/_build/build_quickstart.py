@@ -2,17 +2,7 @@
 with ``python notebooks/_build/execute.py notebooks/mixtures_quickstart.ipynb``)."""
 # ruff: noqa: E501  (notebook cell sources are kept as written)
 
-import nbformat as nbf
-
-cells = []
-
-
-def md(text):
-    cells.append(nbf.v4.new_markdown_cell(text.strip()))
-
-
-def code(text):
-    cells.append(nbf.v4.new_code_cell(text.strip()))
+from _cells import code, md, write
 
 
 md(r"""
@@ -182,7 +172,4 @@ Simpson, B. Carpenter, P.-C. Bürkner (2021), *Rank-normalization, folding, and 
 improved R-hat*, Bayesian Analysis.
 """)
 
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nbf.write(nb, "notebooks/mixtures_quickstart.ipynb")
-print("wrote notebooks/mixtures_quickstart.ipynb")
+write("mixtures_quickstart.ipynb")

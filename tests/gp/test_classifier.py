@@ -71,7 +71,7 @@ def test_kl_inverse_gamma_equals_numerical_integration(a, b, alpha, beta):
     np.testing.assert_allclose(got, want, atol=1e-7)
 
 
-def _softmax(prior, learn, m):
+def _softmax(prior, learn, m, verbose=0):
     return ScaleMixtureNNGPClassifier(
         likelihood="softmax",
         prior=prior,
@@ -82,6 +82,7 @@ def _softmax(prior, learn, m):
         max_iter=100,
         learning_rate=5e-2,
         random_state=0,
+        verbose=verbose,
     ).fit(XTR, YTR)
 
 
@@ -244,16 +245,7 @@ def test_validation_messages_name_the_classifier(gaussian_fit):
 
 def test_softmax_fit_shows_progress_and_verbose_changes_nothing(softmax_fits, capsys):
     # verbose=1 runs the same Adam steps in chunks under an "ELBO" bar (tqdm, on stderr)
-    shown = ScaleMixtureNNGPClassifier(
-        likelihood="softmax",
-        prior="constant",
-        n_inducing=4,
-        learn_inducing=False,
-        max_iter=100,
-        learning_rate=5e-2,
-        random_state=0,
-        verbose=1,
-    ).fit(XTR, YTR)
+    shown = _softmax("constant", False, 4, verbose=1)
     err = capsys.readouterr().err
     assert "ELBO" in err and "100/100" in err
     np.testing.assert_allclose(shown.losses_, softmax_fits["svgp_fixed"].losses_, rtol=1e-12)
