@@ -42,6 +42,8 @@ numpydoc_class_members_toctree = False
 
 html_theme = "pydata_sphinx_theme"
 html_title = "mixproc"
+html_static_path = ["_static"]
+html_css_files = ["mixproc.css"]
 html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
 
 

@@ -194,8 +194,8 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
     prior : None, str or numpyro Distribution, default=None
         Prior on :math:`\sigma^2`: ``None`` = ``InverseGamma(2, 2)``; ``"constant"``,
         ``"inverse_gamma"``, ``"burr12"``; or any scalar NumPyro distribution with
-        positive support (:class:`gp.priors.Constant`, :func:`gp.priors.InverseGamma`,
-        :class:`gp.priors.BurrXII`, ``LogNormal``, ...).
+        positive support (:class:`gp.Constant`, :func:`gp.InverseGamma`,
+        :class:`gp.BurrXII`, ``LogNormal``, ...).
     kernel : {"nngp", "ntk"}, default="nngp"
         ``"nngp"``: Bayesian posterior. ``"ntk"``: the infinite ensemble of networks
         trained by gradient descent from a random readout scale; the scale is then *not*
@@ -229,8 +229,8 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         values are the starting point. ``None`` keeps them fixed. With ``kernel="ntk"``
         the NNGP marginal likelihood chooses them; with ``sample_hyperparameters`` no
         optimisation runs (the hyperparameters are sampled or kept). Each L-BFGS
-        iteration factorises the (n, n) kernel once or a few times (about 3 s for 350
-        points on two CPU cores, compilation included).
+        iteration factorises the (n, n) kernel once or a few times, so its cost grows
+        as n cubed.
     n_samples : int, default=None
         Quadrature nodes (default 64), importance draws (default 1000, as in the paper) or
         NUTS draws per chain (default 1000, after as many warm-up steps).

@@ -11,7 +11,7 @@ All :math:`\sigma^2`-dependence of the likelihood enters through
 :math:`Q = \mathrm{tr}(Y^\top \hat K^{-1} Y)` and :math:`N = nC`, so every prior needs one
 Cholesky factor (:func:`gp_statistics`) and then only scalar work:
 
-- :class:`~gp.priors.Constant`: Gaussian (:func:`constant_posterior`);
+- :class:`~gp.Constant`: Gaussian (:func:`constant_posterior`);
 - inverse gamma: the conjugate inverse-gamma posterior and a Student-t predictive
   (:func:`student_t_posterior`);
 - any prior: Gauss-Hermite quadrature over :math:`t = \ln\sigma^2`
@@ -232,7 +232,7 @@ def constant_log_marginal(stats: GPStatistics, value):
 
 
 def constant_posterior(stats: GPStatistics, value) -> ScalePosterior:
-    """Scale posterior under :class:`~gp.priors.Constant` (a point mass at ``value``)."""
+    """Scale posterior under :class:`~gp.Constant` (a point mass at ``value``)."""
     return ScalePosterior(
         kind="constant",
         log_marginal_likelihood=float(constant_log_marginal(stats, value)),

@@ -59,4 +59,8 @@ def test_notebook_is_executed_clean_and_self_contained(path):
                 problems.append(f"cell {i} shows a warning: {text[:200]!r}")
             if _MACHINE.search(text):
                 problems.append(f"cell {i} output shows a local path: {text[:200]!r}")
+        outs = cell.get("outputs", [])
+        for a, b in zip(outs, outs[1:]):
+            if a.output_type == b.output_type == "stream" and a.name == b.name:
+                problems.append(f"cell {i}: one print per output box (run `make notebooks`)")
     assert not problems, f"{path.name}:\n" + "\n".join(problems)
