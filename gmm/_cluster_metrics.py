@@ -23,23 +23,28 @@ from mixtures.base import random_state_to_generator
 __all__ = ["GCDSplit", "cluster_accuracy", "make_gcd_split"]
 
 
-def _as_int_labels(a, name: str) -> np.ndarray:
+def _as_labels(a, name: str) -> np.ndarray:
+    """Class or cluster ids as a 1-d array: integers (integer-valued floats are cast) or
+    any other sortable values such as strings."""
     a = np.asarray(a)
     if a.ndim != 1:
         raise ValueError(f"{name} must be 1-d; got shape {a.shape}. Pass a flat array of labels.")
     if a.dtype.kind == "f":
         if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
             raise ValueError(
-                f"{name} must hold integer labels; got non-integer values. "
-                "Encode labels as ints (e.g. sklearn.preprocessing.LabelEncoder)."
+                f"{name} must hold class ids (integers or strings); got non-integer floats. "
+                "Round or re-encode them (e.g. sklearn.preprocessing.LabelEncoder)."
             )
-        a = a.astype(np.int64)
-    elif a.dtype.kind not in "iub":
+        return a.astype(np.int64)
+    if a.dtype.kind in "iub":
+        return a.astype(np.int64)
+    try:
+        np.unique(a)
+    except TypeError as err:
         raise ValueError(
-            f"{name} must hold integer labels; got dtype {a.dtype}. "
-            "Encode labels as ints (e.g. sklearn.preprocessing.LabelEncoder)."
-        )
-    return a.astype(np.int64)
+            f"{name} must hold ids of one sortable type (integers or strings); {err}."
+        ) from err
+    return a
 
 
 def cluster_accuracy(y_true, y_pred, old_mask=None) -> dict[str, float]:
@@ -61,8 +66,10 @@ def cluster_accuracy(y_true, y_pred, old_mask=None) -> dict[str, float]:
 
     Parameters
     ----------
-    y_true : array-like of int of shape (n_samples,)
-    y_pred : array-like of int of shape (n_samples,)
+    y_true : array-like of shape (n_samples,)
+        True class ids (integers or strings).
+    y_pred : array-like of shape (n_samples,)
+        Predicted cluster ids (integers or strings, e.g. a model's ``classes_`` ids).
     old_mask : array-like of bool of shape (n_samples,), optional
         True where the sample's *true* class is an Old (labelled) class. If omitted, only
         ``"all"`` is meaningful and ``"old"``/``"new"`` are NaN.
@@ -76,8 +83,8 @@ def cluster_accuracy(y_true, y_pred, old_mask=None) -> dict[str, float]:
     >>> cluster_accuracy([0, 0, 1, 2], [1, 1, 0, 0], [True, True, False, False])
     {'all': 0.75, 'old': 1.0, 'new': 0.5}
     """
-    y_true = _as_int_labels(y_true, "y_true")
-    y_pred = _as_int_labels(y_pred, "y_pred")
+    y_true = _as_labels(y_true, "y_true")
+    y_pred = _as_labels(y_pred, "y_pred")
     if y_true.shape != y_pred.shape:
         raise ValueError(
             f"y_true and y_pred must have the same length; got {y_true.shape[0]} and "
@@ -146,8 +153,8 @@ def make_gcd_split(y, old_classes, labelled_fraction: float = 0.5, random_state=
     >>> int(s.labelled_mask.sum()), s.old_mask.tolist()
     (2, [True, True, True, True, False, False])
     """
-    y = _as_int_labels(y, "y")
-    old_classes = np.asarray(list(old_classes), dtype=np.int64)
+    y = _as_labels(y, "y")
+    old_classes = _as_labels(np.asarray(list(old_classes)), "old_classes")
     if old_classes.size == 0 or np.unique(old_classes).size != old_classes.size:
         raise ValueError(
             f"old_classes must be a non-empty list of distinct class ids; got {old_classes}."
@@ -161,7 +168,7 @@ def make_gcd_split(y, old_classes, labelled_fraction: float = 0.5, random_state=
     chosen = rng.choice(idx, size=n_lab, replace=False)
     labelled = np.zeros(y.shape, dtype=bool)
     labelled[chosen] = True
-    lookup = {int(c): i for i, c in enumerate(old_classes)}
+    lookup = {c: i for i, c in enumerate(old_classes.tolist())}
     y_semi = np.full(y.shape, -1, dtype=np.int64)
-    y_semi[labelled] = [lookup[int(v)] for v in y[labelled]]
+    y_semi[labelled] = [lookup[v] for v in y[labelled].tolist()]
     return GCDSplit(y_semi, labelled, old_mask)

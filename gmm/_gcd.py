@@ -41,9 +41,10 @@ from mixtures.base import (
     RANDOM_STATE,
     MixprocEstimator,
     check_finite_result,
+    component_classes,
+    encode_semi_labels,
     random_state_to_generator,
     random_state_to_key,
-    validate_semi_labels,
     x64_scope,
 )
 
@@ -274,14 +275,22 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
         ``max_iter=30``).
     random_state : None, int, numpy.random.RandomState or numpy.random.Generator
         Seeds the head initialisation, the augmentations, the batches and every E-step.
+    unlabelled : "auto" or scalar, default="auto"
+        The label of an unlabelled sample: with ``"auto"``, ``-1`` for integer labels and
+        ``None`` for string labels (:func:`mixtures.base.encode_semi_labels`).
     verbose : int, default=0
         ``>0`` shows a tqdm progress bar over epochs.
 
     Attributes
     ----------
+    classes_ : ndarray of shape (n_components_,)
+        The id of each prototype, as returned by ``predict``: the known classes' own ids
+        (sorted) first, then new ids that cannot collide with them
+        (:func:`mixtures.base.component_classes`).
     n_components_ : int
     prototypes_ : ndarray of shape (n_components, embedding_dim)
     labels_ : ndarray of shape (n_samples,)
+        Training assignments in ``classes_`` ids.
     history_ : dict of lists (``"n_components"``, ``"loss"`` per epoch)
     gmm_ : SemiSupervisedGMM (the last E-step)
     head_params_ : dict of ndarray
@@ -313,6 +322,7 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
         "drop_prob": [Interval(Real, 0, 1, closed="left")],
         "gmm_params": [None, dict],
         "random_state": RANDOM_STATE,
+        "unlabelled": "no_validation",
         "verbose": ["verbose"],
     }
 
@@ -335,6 +345,7 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
         drop_prob=0.1,
         gmm_params=None,
         random_state=None,
+        unlabelled="auto",
         verbose=0,
     ):
         self.n_components = n_components
@@ -353,6 +364,7 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
         self.drop_prob = drop_prob
         self.gmm_params = gmm_params
         self.random_state = random_state
+        self.unlabelled = unlabelled
         self.verbose = verbose
 
     def _fit_prototypes(self, Z, y, k0, seed):
@@ -382,7 +394,8 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,), optional
-            Known class ids ``0..L-1`` for labelled samples, ``-1`` for unlabelled ones.
+            Class ids of the labelled samples (any integers or strings) and the
+            ``unlabelled`` marker (``-1``, or ``None`` for strings) for the others.
 
         Returns
         -------
@@ -397,7 +410,8 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
         self._validate_params()
         X = self._validate_X(X, reset=True, ensure_min_samples=2)
         n, d = X.shape
-        y = validate_semi_labels(y, n, self.n_components)
+        enc = encode_semi_labels(y, n, self.n_components, unlabelled=self.unlabelled)
+        y = enc.codes  # 0..L-1 known, -1 unlabelled; the inner SS-GMM works on these
         key = random_state_to_key(self.random_state)
         rng = random_state_to_generator(self.random_state)
         lab_idx, unl_idx = np.flatnonzero(y >= 0), np.flatnonzero(y < 0)
@@ -464,7 +478,8 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
         self.prototypes_ = protos
         self.n_components_ = int(protos.shape[0])
         pred = (Z @ protos.T).argmax(1)
-        self.labels_ = np.where(y >= 0, y, pred)
+        self.classes_ = component_classes(enc.known, self.n_components_)
+        self.labels_ = self.classes_[np.where(y >= 0, y, pred)]
         self.history_ = history
         return self
 
@@ -477,8 +492,8 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
             return np.asarray(_embed(p, jnp.asarray(X)))
 
     def predict(self, X):
-        """Nearest prototype (cosine similarity)."""
-        return (self.transform(X) @ self.prototypes_.T).argmax(1)
+        """Id (``classes_``) of the nearest prototype (cosine similarity)."""
+        return self.classes_[(self.transform(X) @ self.prototypes_.T).argmax(1)]
 
     def score(self, X, y=None):
         """Mean log density of the embedded ``X`` under the fitted semi-supervised mixture

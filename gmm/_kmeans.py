@@ -14,8 +14,9 @@ from sklearn.utils.validation import check_is_fitted
 from mixtures.base import (
     RANDOM_STATE,
     MixprocEstimator,
+    component_classes,
+    encode_semi_labels,
     random_state_to_generator,
-    validate_semi_labels,
 )
 from mixtures.niw import cluster_sums
 
@@ -124,14 +125,24 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
     random_state : int, Generator or None
     init : {"gcd"} or array-like of shape (n_clusters, n_features), default="gcd"
         ``"gcd"``: the seeding above. An array: start from these centres (as
-        ``sklearn.cluster.KMeans(init=array)``). Starting from the true class means of a
-        benchmark gives the fixed point of the search nearest the true partition, the
-        reference that tells a search failure from a model preference.
+        ``sklearn.cluster.KMeans(init=array)``; row ``j`` is cluster ``classes_[j]``, so
+        the known classes' centres come first, in sorted order of their ids). Starting
+        from the true class means of a benchmark gives the fixed point of the search
+        nearest the true partition, the reference that tells a search failure from a
+        model preference.
+    unlabelled : "auto" or scalar, default="auto"
+        The label of an unlabelled sample: with ``"auto"``, ``-1`` for integer labels and
+        ``None`` for string labels (:func:`mixtures.base.encode_semi_labels`).
 
     Attributes
     ----------
+    classes_ : ndarray of shape (n_clusters,)
+        The id of each cluster, as returned by ``predict``: the known classes' own ids
+        (sorted) first, then new ids that cannot collide with them
+        (:func:`mixtures.base.component_classes`).
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
     labels_ : ndarray of shape (n_samples,)
+        Training assignments in ``classes_`` ids.
     inertia_ : float
     n_iter_ : int
 
@@ -144,9 +155,18 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
     """
 
     def __init__(
-        self, n_clusters=8, *, n_init=10, max_iter=100, tol=1e-4, random_state=None, init="gcd"
+        self,
+        n_clusters=8,
+        *,
+        n_init=10,
+        max_iter=100,
+        tol=1e-4,
+        random_state=None,
+        init="gcd",
+        unlabelled="auto",
     ):
         self.n_clusters = n_clusters
+        self.unlabelled = unlabelled
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
@@ -160,6 +180,7 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
         "tol": [Interval(numbers.Real, 0.0, None, closed="left")],
         "random_state": RANDOM_STATE,
         "init": [StrOptions({"gcd"}), "array-like"],
+        "unlabelled": "no_validation",
     }
 
     def _check_init(self, k, d):
@@ -186,8 +207,9 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of int of shape (n_samples,), optional
-            Known-class ids ``0..L-1`` for labelled samples, ``-1`` for the others.
+        y : array-like of shape (n_samples,), optional
+            Class ids of the labelled samples (any integers or strings) and the
+            ``unlabelled`` marker (``-1``, or ``None`` for strings) for the others.
 
         Returns
         -------
@@ -201,24 +223,26 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
                 f"n_clusters must be in [1, n_samples={X.shape[0]}]; got {self.n_clusters}. "
                 "Pass more samples or fewer clusters."
             )
-        y = validate_semi_labels(y, X.shape[0], k)
+        enc = encode_semi_labels(y, X.shape[0], k, unlabelled=self.unlabelled)
+        y = enc.codes
         rng = random_state_to_generator(self.random_state)
         init = self._check_init(k, X.shape[1])
         n_init = 1 if init is not None else self.n_init
         c, labels, inertia, n_iter = ss_kmeans(
             X, y, k, n_init=n_init, max_iter=self.max_iter, tol=self.tol, rng=rng, init=init
         )
+        self.classes_ = component_classes(enc.known, k)
         self.cluster_centers_ = c
-        self.labels_ = labels
+        self.labels_ = self.classes_[labels]
         self.inertia_ = inertia
         self.n_iter_ = n_iter
         return self
 
     def predict(self, X):
-        """Nearest centre (labels of new data are not used)."""
+        """Id (``classes_``) of the nearest centre (labels of new data are not used)."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return squared_distances(X, self.cluster_centers_).argmin(1)
+        return self.classes_[squared_distances(X, self.cluster_centers_).argmin(1)]
 
     def score(self, X, y=None):
         """Opposite of the k-means objective on ``X`` (higher is better), as
@@ -249,7 +273,9 @@ def estimate_n_clusters(
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
-    y : array-like of int, -1 for unlabelled
+    y : array-like of shape (n_samples,)
+        Class ids (integers or strings); ``-1`` (``None`` for strings) marks unlabelled
+        samples.
     method : {"brent"}
     bounds : (int, int), optional
     n_init : int, default=10
@@ -265,7 +291,7 @@ def estimate_n_clusters(
     if method != "brent":
         raise ValueError(f"method must be 'brent'; got {method!r}.")
     X = np.asarray(X, dtype=np.float64)
-    y = validate_semi_labels(y, X.shape[0])
+    y = encode_semi_labels(y, X.shape[0]).codes
     lab = y >= 0
     if not lab.any():
         raise ValueError("estimate_n_clusters needs labelled samples (y >= 0); got none.")

@@ -18,10 +18,11 @@ from mixtures.base import (
     RANDOM_STATE,
     MixprocEstimator,
     check_finite_result,
+    component_classes,
+    encode_semi_labels,
     random_state_to_generator,
     random_state_to_key,
     random_state_to_random_state,
-    validate_semi_labels,
     x64_scope,
 )
 from mixtures.bayesian_gmm import BAYESIAN_PARAMETER_CONSTRAINTS, fit_mixture_posterior
@@ -162,16 +163,26 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
     num_draws : int, default=200
         Posterior draws kept for prediction.
     random_state : None, int, numpy RandomState or Generator, default=None
+    unlabelled : "auto" or scalar, default="auto"
+        The label of an unlabelled sample: with ``"auto"``, ``-1`` for integer labels and
+        ``None`` for string labels (:func:`mixtures.base.encode_semi_labels`).
     verbose : int, default=0
 
     Attributes
     ----------
+    classes_ : ndarray of shape (n_components_,)
+        The class of each component, as returned by ``predict``: the known classes' own
+        ids (any integers or strings, sorted) for the first ``L`` components, then ids
+        that cannot collide with them for the new ones (``max + 1, max + 2, ...`` for
+        integers, ``"new_0", "new_1", ...`` for strings;
+        :func:`mixtures.base.component_classes`). ``predict_proba``'s columns follow
+        this order.
     n_components_ : int
     weights_ : ndarray of shape (n_components,)
     means_ : ndarray of shape (n_components, n_features)
     covariances_ : ndarray, shape as in :class:`sklearn.mixture.GaussianMixture`
     labels_ : ndarray of shape (n_samples,)
-        Training assignments (labelled samples keep their class).
+        Training assignments in ``classes_`` ids (labelled samples keep their class).
     history_ : dict of lists
         ``"n_components"``, ``"log_likelihood"``, ``"n_splits"``, ``"n_merges"`` and
         ``"log_posterior"`` per round (entry 0 is the initial EM phase).
@@ -244,6 +255,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         learning_rate=1e-2,
         num_draws=200,
         random_state=None,
+        unlabelled="auto",
         verbose=0,
     ):
         self.n_components = n_components
@@ -274,6 +286,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         self.num_steps = num_steps
         self.learning_rate = learning_rate
         self.num_draws = num_draws
+        self.unlabelled = unlabelled
         self.verbose = verbose
 
     _parameter_constraints = {
@@ -299,6 +312,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         "random_state": RANDOM_STATE,
         "inference": [StrOptions({"em", "nuts", "svi"})],
         **BAYESIAN_PARAMETER_CONSTRAINTS,
+        "unlabelled": "no_validation",
         "verbose": ["verbose"],
     }
 
@@ -458,8 +472,9 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of int of shape (n_samples,), optional
-            Known-class ids ``0..L-1`` for labelled samples and ``-1`` for the others;
+        y : array-like of shape (n_samples,), optional
+            Class ids of the labelled samples (any integers or strings) and the
+            ``unlabelled`` marker (``-1``, or ``None`` for strings) for the others;
             ``None`` means no labels (an unsupervised NIW-MAP GMM).
 
         Returns
@@ -479,14 +494,10 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
                 "prior='maximum_likelihood' has no NIW evidence, which the split/merge moves "
                 "need; pass split_merge=False, or a proper prior (None, 'empirical_bayes')."
             )
-        y = validate_semi_labels(y, n, self.n_components, contiguous=True)
-        known = np.unique(y[y >= 0])
-        n_fixed = int(known.max()) + 1 if known.size else 0
-        if n_fixed > n:
-            raise ValueError(
-                f"labels up to {n_fixed - 1} need {n_fixed} components but there are only "
-                f"{n} samples. Re-encode the known classes as 0..L-1."
-            )
+        enc = encode_semi_labels(y, n, self.n_components, unlabelled=self.unlabelled)
+        y = enc.codes  # 0..L-1 for the known classes (components 0..L-1), -1 unlabelled
+        known = np.arange(enc.known.size)
+        n_fixed = int(known.size)
         if self.n_components is None and self.means_init is not None:
             k0 = int(np.shape(self.means_init)[0])
         elif self.n_components is None:
@@ -551,7 +562,9 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         self.means_ = m + offset
         c = _project_cov(c, self.covariance_type)
         self.covariances_ = np.array(covariances_from_full(c, self.covariance_type))
-        self.labels_ = labels  # the hard partition scored last (history_["log_posterior"])
+        self.classes_ = component_classes(enc.known, self.n_components_)
+        # the hard partition scored last (history_["log_posterior"]), in the user's ids
+        self.labels_ = self.classes_[labels]
         self.inference_data_ = None
         self.posterior_samples_ = None
         self.svi_losses_ = None
@@ -576,7 +589,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         self.means_ = fit.draws["means"].mean(0)
         self.covariances_ = fit.draws["covariances"].mean(0)
         free = np.argmax(self.predict_proba(X), axis=1)
-        self.labels_ = np.where(y >= 0, y, free)
+        self.labels_ = self.classes_[np.where(y >= 0, y, free)]
 
     def _mixture_draws(self):
         if getattr(self, "posterior_samples_", None) is None:
@@ -587,13 +600,20 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
     # score_samples, score, predict_proba, bic, aic and sample come from MixtureMixin.
 
     def predict(self, X):
-        """Most probable component (``assignment="hard"``: nearest mean); ids ``< L`` are
-        the known classes."""
+        """Class of the most probable component (``assignment="hard"``: of the nearest
+        mean), as ``classes_[component]``: a known class's own id, or a new id."""
         if self.assignment == "hard":
             check_is_fitted(self)
             X = self._validate_X(X, reset=False)
-            return squared_distances(X, self.means_).argmin(1)
-        return super().predict(X)
+            return self.classes_[squared_distances(X, self.means_).argmin(1)]
+        component = super().predict(X)  # checks that the model is fitted
+        return self.classes_[component]
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw from the fitted mixture; returns ``(X, y)`` with ``y`` in ``classes_``
+        ids (see :meth:`mixtures.MixtureMixin.sample`)."""
+        x, z = super().sample(n_samples, random_state=random_state)
+        return x, self.classes_[z]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

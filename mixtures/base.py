@@ -4,7 +4,7 @@ Every estimator in ``mixtures``, ``gp`` and ``gmm`` follows the same shell:
 
 1. validate its parameters against ``_parameter_constraints`` (scikit-learn's
    ``_validate_params``, with :data:`RANDOM_STATE` for seeds) and its data
-   (:meth:`MixprocEstimator._validate_X`, :func:`validate_semi_labels`),
+   (:meth:`MixprocEstimator._validate_X`, :func:`encode_semi_labels`),
 2. turn ``random_state`` into a JAX key (:func:`random_state_to_key`) or a NumPy generator
    (:func:`random_state_to_generator`); both accept the same values,
 3. make one call into a jitted functional core inside :func:`x64_scope`, so the result
@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -34,13 +34,15 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 __all__ = [
     "RANDOM_STATE",
     "MixprocEstimator",
+    "SemiLabels",
     "check_finite_result",
     "check_no_overflow",
+    "component_classes",
+    "encode_semi_labels",
     "random_state_to_generator",
     "random_state_to_key",
     "random_state_to_random_state",
     "to_numpy",
-    "validate_semi_labels",
     "x64_scope",
 ]
 
@@ -205,66 +207,168 @@ def check_no_overflow(X, name: str = "X") -> None:
         )
 
 
-def validate_semi_labels(
-    y, n_samples: int, n_components: int | None = None, *, contiguous: bool = False
-) -> np.ndarray:
-    """Check semi-supervised labels: ints >= -1 (``-1`` = unlabelled), one per sample.
+class SemiLabels(NamedTuple):
+    """Semi-supervised labels encoded for a model with one component per known class.
 
-    ``-1`` marks an unlabelled sample, as in ``sklearn.semi_supervised``; ``None`` means no
-    labels at all.
+    Attributes
+    ----------
+    codes : ndarray of int64, shape (n_samples,)
+        ``0..L-1`` for a labelled sample (the index of its class in ``known``), ``-1``
+        for an unlabelled one.
+    known : ndarray of shape (L,)
+        The user's ids of the known classes, sorted (``np.unique`` order); component
+        ``j < L`` of a fitted model is class ``known[j]``.
+    """
+
+    codes: np.ndarray
+    known: np.ndarray
+
+
+def _unlabelled_mask(y: np.ndarray, unlabelled: Any) -> np.ndarray:
+    if not (isinstance(unlabelled, str) and unlabelled == "auto"):
+        if unlabelled is None:
+            return np.array([v is None for v in y.ravel()], dtype=bool)
+        if isinstance(unlabelled, float) and np.isnan(unlabelled):
+            return np.array([isinstance(v, float) and np.isnan(v) for v in y.tolist()])
+        return np.asarray(y == unlabelled, dtype=bool).reshape(y.shape)
+    if y.dtype.kind in "iu":
+        return y == -1
+    if y.dtype.kind == "b":
+        return np.zeros(y.shape, dtype=bool)
+    if y.dtype.kind == "f":
+        return (y == -1) | np.isnan(y)
+    if y.dtype.kind in "OUS":
+        return np.array(
+            [v is None or (isinstance(v, float) and np.isnan(v)) for v in y.tolist()],
+            dtype=bool,
+        )
+    raise ValueError(
+        f"Unknown label type: y has dtype {y.dtype}. Pass integer or string class ids "
+        "(-1 or None for unlabelled samples)."
+    )
+
+
+def encode_semi_labels(
+    y, n_samples: int, n_components: int | None = None, *, unlabelled: Any = "auto"
+) -> SemiLabels:
+    """Encode semi-supervised labels as scikit-learn estimators accept them.
+
+    Class ids may be any integers or strings (any hashable values NumPy can sort);
+    they are mapped to ``0..L-1`` in sorted order, so that component ``j < L`` of a
+    model with one component per known class is the class ``known[j]``. Unlabelled
+    samples are marked by ``unlabelled``: with ``"auto"``, ``-1`` for integer labels
+    (as in ``sklearn.semi_supervised``), ``-1`` or NaN for float labels and ``None``
+    (or NaN) for object or string labels. ``y=None`` means no labels at all.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,) or None
+    n_samples : int
+        Number of rows of ``X`` (``y`` must match).
+    n_components : int, optional
+        When the number of components is fixed: at most this many known classes.
+    unlabelled : "auto" or scalar, default="auto"
+        The value that marks an unlabelled sample.
+
+    Returns
+    -------
+    SemiLabels
+        ``codes`` (``-1`` unlabelled, ``0..L-1`` known) and the sorted ``known`` ids.
 
     Raises
     ------
     ValueError
-        On a shape mismatch, non-integer values, labels below -1, labels
-        ``>= n_components`` when the number of components is fixed, or (``contiguous``)
-        known-class ids that are not exactly ``0..L-1`` (a model with one component per
-        known class would otherwise hold empty "known" components).
+        On a shape mismatch, non-integer float labels, labels that cannot be sorted
+        (mixed types) or more known classes than ``n_components``.
 
     Examples
     --------
-    >>> validate_semi_labels([0, -1, 1], 3).tolist()
-    [0, -1, 1]
+    >>> enc = encode_semi_labels(["cat", None, "dog", "cat"], 4)
+    >>> enc.codes.tolist(), enc.known.tolist()
+    ([0, -1, 1, 0], ['cat', 'dog'])
+    >>> encode_semi_labels([7, -1, 5], 3).codes.tolist()
+    [1, -1, 0]
     """
     if y is None:
-        return np.full(n_samples, -1, dtype=np.int64)
+        return SemiLabels(np.full(n_samples, -1, dtype=np.int64), np.array([], dtype=np.int64))
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != n_samples:
         raise ValueError(
             f"y must have shape ({n_samples},) to match X; got {y.shape}. Pass one label per "
-            "sample, -1 for unlabelled samples."
+            "sample, -1 (or None for string labels) for unlabelled samples."
         )
-    if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+    missing = _unlabelled_mask(y, unlabelled)
+    values = y[~missing]
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
             raise ValueError(
-                "y must hold integer class ids (-1 for unlabelled); got non-integer values. "
-                "Encode classes as 0..L-1 (e.g. sklearn.preprocessing.LabelEncoder)."
+                "y holds non-integer float values; class ids must be integers or strings "
+                "(-1 or NaN for unlabelled samples). Round or re-encode the labels."
             )
-    elif y.dtype.kind not in "iub":
+        values = values.astype(np.int64)
+    if values.dtype.kind == "O":
+        kinds = {type(v) for v in values.tolist()}
+        if (
+            len(
+                {
+                    str if issubclass(t, str) else int if issubclass(t, numbers.Integral) else t
+                    for t in kinds
+                }
+            )
+            > 1
+        ):
+            raise ValueError(
+                f"y mixes label types {sorted(t.__name__ for t in kinds)}; class ids must be "
+                "all integers or all strings (None for unlabelled samples)."
+            )
+    try:
+        known, codes = np.unique(values, return_inverse=True)
+    except TypeError as err:
         raise ValueError(
-            f"Unknown label type: y must hold integer class ids (-1 for unlabelled); got "
-            f"dtype {y.dtype}. "
-            "Encode classes as 0..L-1 (e.g. sklearn.preprocessing.LabelEncoder)."
-        )
-    y = y.astype(np.int64)
-    if y.size and y.min() < -1:
+            f"the class ids in y cannot be sorted ({err}); pass integers or strings."
+        ) from err
+    if n_components is not None and known.size > n_components:
         raise ValueError(
-            f"y must be >= -1 (-1 marks an unlabelled sample); got min {y.min()}. "
-            "Encode classes as 0..L-1."
+            f"y has {known.size} known classes but n_components={n_components}: each known "
+            f"class needs its own component. Use n_components >= {known.size} (or None)."
         )
-    if n_components is not None and y.size and y.max() >= n_components:
-        raise ValueError(
-            f"label {y.max()} >= n_components={n_components}: each known class needs its own "
-            f"component. Use n_components > {y.max()} (or None) or re-encode the labels."
-        )
-    known = np.unique(y[y >= 0])
-    if contiguous and not np.array_equal(known, np.arange(known.size)):
-        shown = ", ".join(map(str, known[:10])) + (", ..." if known.size > 10 else "")
-        raise ValueError(
-            f"the known classes must be numbered 0..L-1; got ids {{{shown}}}. Re-encode them, "
-            "e.g. y[y >= 0] = sklearn.preprocessing.LabelEncoder().fit_transform(y[y >= 0])."
-        )
-    return y
+    out = np.full(n_samples, -1, dtype=np.int64)
+    out[~missing] = codes.ravel()
+    return SemiLabels(out, known)
+
+
+def component_classes(known: np.ndarray, n_components: int) -> np.ndarray:
+    """The ``classes_`` of a model whose first ``L`` components are the known classes.
+
+    Component ``j < L`` is ``known[j]``; the other components get ids that cannot
+    collide with a known one: for integer ids, ``max(known) + 1, max(known) + 2, ...``
+    (``L, L+1, ...`` when the known ids are ``0..L-1``); for string ids, ``"new_0"``,
+    ``"new_1"``, ... skipping any name already taken by a known class.
+
+    Examples
+    --------
+    >>> component_classes(np.array([5, 7]), 4).tolist()
+    [5, 7, 8, 9]
+    >>> component_classes(np.array(["cat", "new_0"]), 4).tolist()
+    ['cat', 'new_0', 'new_1', 'new_2']
+    """
+    known = np.asarray(known)
+    n_new = int(n_components) - known.size
+    if n_new < 0:
+        raise ValueError(f"{known.size} known classes need at least {known.size} components.")
+    if known.size == 0 or known.dtype.kind in "iub":
+        start = int(known.max()) + 1 if known.size else 0
+        return np.concatenate([known.astype(np.int64), np.arange(start, start + n_new)])
+    taken = set(known.tolist())
+    fresh, j = [], 0
+    while len(fresh) < n_new:
+        if f"new_{j}" not in taken:
+            fresh.append(f"new_{j}")
+        j += 1
+    out = np.empty(int(n_components), dtype=object)
+    out[: known.size] = known.tolist()
+    out[known.size :] = fresh
+    return out
 
 
 def to_numpy(tree: Any) -> Any:

@@ -36,15 +36,9 @@ _SEMI_SUPERVISED_FAILURES = {
 }
 
 EXPECTED_FAILED: dict[str, dict[str, str]] = {
-    "SemiSupervisedGMM": {
-        **_SEMI_SUPERVISED_FAILURES,
-        "check_estimators_dtypes": "the check's labels skip class 0; SemiSupervisedGMM gives "
-        "each known class 0..L-1 its own component and raises for other ids (a component "
-        "per missing id would be an empty 'known' class) instead of mapping them",
-    },
+    "SemiSupervisedGMM": _SEMI_SUPERVISED_FAILURES,
     "SemiSupervisedKMeans": {
         **_SEMI_SUPERVISED_FAILURES,
-        "check_fit2d_1sample": _KNOWN_CLASS_NEEDS_COMPONENT,
     },
 }
 
