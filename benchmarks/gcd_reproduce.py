@@ -77,6 +77,7 @@ def run_set(
     assignment,
     prior,
     bookkeeping="corrected",
+    search="single",
 ):
     """Run the chosen arms on one set; return one dict per (seed, method)."""
     from gmm import (
@@ -94,7 +95,7 @@ def run_set(
     out = []
     niw = {}
 
-    def record(method, seed, labels, k_hat, secs, u, s, traj=None):
+    def record(method, seed, labels, k_hat, secs, u, s, traj=None, extra=None):
         acc = cluster_accuracy(y[u], labels[u], s.old_mask[u])
         if seed not in niw:  # the SS-GMM prior of this split, and the truth's log posterior
             pr = empirical_bayes_prior(X, s.y) if prior else default_prior(X)
@@ -105,6 +106,7 @@ def run_set(
             "all": acc["all"], "old": acc["old"], "new": acc["new"], "seconds": secs,
             "k_trajectory": traj,
             "log_post_vs_truth": log_partition_posterior(X, labels, pr) - lp_true,
+            **(extra or {}),
         }  # fmt: skip
         out.append(row)
         print(
@@ -135,14 +137,32 @@ def run_set(
                     m = SemiSupervisedGMM(
                         k0_of[label], assignment=assignment, prior=prior, acceptance=rule,
                         max_rounds=max_rounds, max_iter=50, random_state=seed,
-                        bookkeeping=bookkeeping,
+                        bookkeeping=bookkeeping, search=search,
                     ).fit(X, s.y)  # fmt: skip
-                    tag = f"{assignment}" + (", EB prior" if prior else "")
+                    tag = f"{assignment}" + {
+                        None: "", "empirical_bayes": ", EB prior", "calibrated": ", calibrated"
+                    }[prior]  # fmt: skip
+                    if search != "single":
+                        tag += f", {search}"
+                    extra = None
+                    if m.calibration_ is not None:
+                        cal = m.calibration_
+                        extra = {
+                            "psi_factor": cal["psi_factor"],
+                            "fold_accuracy": cal["accuracy"].mean(-1)[0].tolist(),
+                            "factors": cal["factors"].tolist(),
+                            "n_found": cal["n_found"][0].tolist(),
+                            "n_hidden": cal["n_hidden"].tolist(),
+                        }
+                        acc = np.round(extra["fold_accuracy"], 3).tolist()
+                        print(f"    calibration: factor {cal['psi_factor']}, held-out acc {acc}")
+                    if m.history_.get("starts"):
+                        extra = dict(extra or {}, starts=m.history_["starts"])
                     if bookkeeping != "corrected":
                         tag += f", {bookkeeping} bookkeeping, {max_rounds} rounds"
                     record(f"SS-GMM ({tag}) {rule} K0={label}", seed, m.labels_, m.n_components_,
                            time.perf_counter() - t, u, s,
-                           [int(k) for k in m.history_["n_components"]])  # fmt: skip
+                           [int(k) for k in m.history_["n_components"]], extra)  # fmt: skip
         if "gcd" in arms:
             t = time.perf_counter()
             g = GeneralizedCategoryDiscovery(
@@ -199,7 +219,13 @@ def main(argv=None):
     ap.add_argument("--rules", nargs="*", default=["mh", "gpc"], choices=("mh", "gpc"))
     ap.add_argument("--max-rounds", type=int, default=10)
     ap.add_argument("--assignment", default="hard", choices=("hard", "soft"))
-    ap.add_argument("--prior", default="default", choices=("default", "empirical_bayes"))
+    ap.add_argument(
+        "--prior", default="default", choices=("default", "empirical_bayes", "calibrated")
+    )
+    ap.add_argument(
+        "--search", default="single", choices=("single", "two_sided"),
+        help="SS-GMM search: one start, or from below and above keeping the better posterior",
+    )  # fmt: skip
     ap.add_argument(
         "--bookkeeping", default="corrected", choices=("corrected", "released"),
         help="'released': the GPC code's grow-only bookkeeping (note, section 6)",
@@ -228,7 +254,7 @@ def main(argv=None):
     for name in sets:
         X, y, n_old = load_set(name, pathlib.Path(a.data_dir))
         rows += run_set(name, X, y, n_old, seeds, a.arms, starts, a.rules, a.max_rounds,
-                        a.assignment, prior, a.bookkeeping)  # fmt: skip
+                        a.assignment, prior, a.bookkeeping, a.search)  # fmt: skip
         if a.json:  # write after every set so a cut-off shard keeps its rows
             with open(a.json, "w") as f:
                 json.dump(rows, f, indent=1)

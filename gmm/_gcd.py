@@ -283,7 +283,7 @@ class GeneralizedCategoryDiscovery(MixprocEstimator):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_components_,)
+    classes_ : ndarray of shape (n_components,)
         The id of each prototype, as returned by ``predict``: the known classes' own ids
         (sorted) first, then new ids that cannot collide with them
         (:func:`mixtures.base.component_classes`).

@@ -7,7 +7,7 @@ import numbers
 
 import jax.numpy as jnp
 import numpy as np
-from sklearn.base import ClusterMixin
+from sklearn.base import ClusterMixin, clone
 from sklearn.cluster import KMeans
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -45,6 +45,7 @@ from mixtures.niw import (
     map_gaussian,
 )
 
+from ._cluster_metrics import cluster_accuracy
 from ._kmeans import squared_distances, ss_kmeans
 from ._split_merge import split_merge_round
 
@@ -66,6 +67,44 @@ def _project_cov(cov, covariance_type):
     if covariance_type == "spherical":
         return np.diagonal(cov, 0, -2, -1).mean(-1)[..., None, None] * np.eye(d)
     return cov
+
+
+#: Calibration defaults (``prior="calibrated"``): multiples of the empirical-Bayes NIW
+#: scale tried, concentrations tried (default: the estimator's ``split_alpha``) and the
+#: number of disjoint folds of known classes held out in turn.
+_CALIBRATION_DEFAULTS = {
+    "factors": (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
+    "n_folds": 3,
+    "max_extend": 3,
+}
+
+
+def _wants_calibration(prior) -> bool:
+    if isinstance(prior, str):
+        return prior == "calibrated"
+    return isinstance(prior, dict) and prior.get("kind") == "calibrated"
+
+
+def _n_clusters_found(y_true, y_pred, share: float = 0.1) -> int:
+    """Number of predicted clusters that hold at least ``share`` of some true class: the
+    number of clusters the model spends on these classes (a split class counts twice, two
+    merged classes once)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    used = set()
+    for c in np.unique(y_true):
+        ids, counts = np.unique(y_pred[y_true == c], return_counts=True)
+        used.update(ids[counts >= share * counts.sum()].tolist())
+    return len(used)
+
+
+def _visit_frequencies(chains) -> dict[int, float]:
+    """Frequencies of K over the second half of each split/merge chain (pooled)."""
+    visits = []
+    for chain in chains:
+        chain = list(chain)
+        visits += chain[len(chain) // 2 :] if len(chain) > 1 else chain
+    ks, counts = np.unique(np.asarray(visits, dtype=np.int64), return_counts=True)
+    return {int(k): float(c / counts.sum()) for k, c in zip(ks, counts)}
 
 
 class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
@@ -135,6 +174,32 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         dict is passed to :func:`mixtures.niw.default_prior` as keyword arguments
         (``kind``, ``psi_scale``, ``kappa``, ``nu``); a :class:`mixtures.NIWPrior` is used
         as given.
+
+        ``"calibrated"`` chooses the prior on the known classes, the only labelled
+        validation data in category discovery: the known classes are split into
+        ``n_folds`` disjoint folds; each fold in turn is hidden (its labels set to
+        unlabelled, as if its classes were novel) and the whole search runs under each
+        candidate prior, the empirical-Bayes prior with ``Psi0`` multiplied by each of
+        ``factors`` (and each concentration in ``split_alpha``). The candidate whose search
+        best recovers the hidden classes (mean clustering accuracy of their labelled
+        samples, one-to-one Hungarian matching, so a split or a merged class costs
+        accuracy) is used for the final fit on all labels. While the best factor is the
+        largest (smallest) of the grid and strictly better than its neighbour, the grid
+        is extended by doubling (halving), at most ``max_extend`` times. The fold
+        searches start from the default K0, so the chosen prior does not depend on
+        ``n_components``. ``dict(kind="calibrated",
+        factors=(1/8, 1/4, 1/2, 1, 2, 4, 8), split_alpha=(1.0,), n_folds=3,
+        max_extend=3)`` sets the candidates (these are the defaults, with ``split_alpha``
+        the estimator's). The prior is tuned only to the labelled classes, never to the
+        unlabelled data; the cost is that of about ``n_folds * len(factors)`` searches.
+    search : {"single", "two_sided"}, default="single"
+        ``"two_sided"`` runs the split/merge search twice, from above (the default start,
+        ``max(4 L, L + 1, 2)`` components) and from below (``L + 1``), and keeps the end
+        state whose partition has the higher DP-NIW log posterior
+        (:func:`mixtures.log_partition_posterior`); ``history_["starts"]`` records both.
+        ``n_components`` and the ``*_init`` parameters are then not used as starts, so the
+        answer does not depend on them (``n_components`` still bounds the number of known
+        classes).
     reg_covar : float, default=1e-6
     n_init : int, default=1
         Initialisations of the first EM phase (semi-supervised k-means from GCD's seeding;
@@ -170,7 +235,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_components_,)
+    classes_ : ndarray of shape (n_components,)
         The class of each component, as returned by ``predict``: the known classes' own
         ids (any integers or strings, sorted) for the first ``L`` components, then ids
         that cannot collide with them for the new ones (``max + 1, max + 2, ...`` for
@@ -192,6 +257,21 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         round, because the EM phase after the moves reassigns samples by likelihood
         (``"soft"``) or nearest mean (``"hard"``), not by this objective (NaN under
         ``prior="maximum_likelihood"``).
+        With ``search="two_sided"`` the lists are those of the chosen start, and
+        ``"starts"`` (one dict per start: ``K0``, final ``K``, final ``log_posterior``)
+        and ``"chosen_start"`` (its index) are added.
+    n_components_posterior_ : dict of int to float
+        How often each K was visited in the second half of the split/merge rounds
+        (pooled over the starts of a two-sided search): a rough posterior over the number
+        of components. A single value means that the search settled early and stayed.
+    calibration_ : dict or None
+        With ``prior="calibrated"``: ``"factors"``, ``"split_alpha"`` (the candidates),
+        ``"folds"`` (the known class ids hidden in each fold), ``"accuracy"`` and
+        ``"n_found"`` (arrays of shape (n_split_alpha, n_factors, n_folds): the hidden
+        classes' clustering accuracy and the number of clusters holding at least 10 % of
+        a hidden class, to compare with ``"n_hidden"``; NaN and -1 for factors not tried
+        with a concentration), and the chosen ``"psi_factor"``,
+        ``"psi_scale"`` (mean diagonal of ``Psi0``) and ``"chosen_split_alpha"``.
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
@@ -239,6 +319,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         merge_neighbors=1,
         bookkeeping="corrected",
         prior=None,
+        search="single",
         reg_covar=1e-6,
         n_init=1,
         max_iter=100,
@@ -270,6 +351,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         self.merge_neighbors = merge_neighbors
         self.bookkeeping = bookkeeping
         self.prior = prior
+        self.search = search
         self.reg_covar = reg_covar
         self.n_init = n_init
         self.max_iter = max_iter
@@ -301,7 +383,13 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         "min_split_size": [Interval(numbers.Integral, 0, None, closed="left")],
         "merge_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
         "bookkeeping": [StrOptions({"corrected", "released"})],
-        "prior": [None, StrOptions({"empirical_bayes", "maximum_likelihood"}), dict, NIWPrior],
+        "prior": [
+            None,
+            StrOptions({"empirical_bayes", "maximum_likelihood", "calibrated"}),
+            dict,
+            NIWPrior,
+        ],
+        "search": [StrOptions({"single", "two_sided"})],
         "reg_covar": [Interval(numbers.Real, 0.0, None, closed="left")],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -335,6 +423,115 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
             "prior must be None, 'empirical_bayes', a dict of default_prior arguments or an "
             f"NIWPrior; got {self.prior!r}."
         )
+
+    def _calibrate(self, X, y, known_ids):
+        """Choose the NIW scale (and concentration) by recovering held-out known classes.
+
+        Returns the chosen prior, the chosen concentration and the ``calibration_``
+        record (see the class docstring).
+        """
+        cfg = dict(_CALIBRATION_DEFAULTS, split_alpha=(float(self.split_alpha),))
+        if isinstance(self.prior, dict):
+            extra = set(self.prior) - set(cfg) - {"kind"}
+            if extra:
+                raise ValueError(
+                    f"unknown calibration options {sorted(extra)}; prior=dict(kind="
+                    f"'calibrated', ...) takes {sorted(cfg)}."
+                )
+            cfg.update({k: v for k, v in self.prior.items() if k != "kind"})
+        factors = np.asarray(cfg["factors"], dtype=np.float64).ravel()
+        alphas = np.asarray(cfg["split_alpha"], dtype=np.float64).ravel()
+        if not (factors.size and np.all(factors > 0) and alphas.size and np.all(alphas > 0)):
+            raise ValueError(
+                "calibration factors and split_alpha must be non-empty lists of positive "
+                f"numbers; got factors={cfg['factors']!r}, split_alpha={cfg['split_alpha']!r}."
+            )
+        n_known = int(known_ids.size)
+        if n_known < 2:
+            raise ValueError(
+                "prior='calibrated' hides known classes to see whether the search finds them "
+                f"again, so it needs at least 2 labelled classes; got {n_known}. Use prior=None "
+                "or 'empirical_bayes'."
+            )
+        n_folds = int(min(int(cfg["n_folds"]), n_known))
+        if n_folds < 1:
+            raise ValueError(f"calibration n_folds must be >= 1; got {cfg['n_folds']}.")
+        rng = random_state_to_generator(self.random_state)
+        folds = np.array_split(rng.permutation(n_known), n_folds)
+        seeds = rng.integers(2**31 - 1, size=n_folds)
+        base = empirical_bayes_prior(X, y)
+        # the folds start from the default K0 (not the user's n_components), so the chosen
+        # prior does not depend on the start of the final search
+        inner = clone(self).set_params(
+            inference="em", verbose=0, n_components=None,
+            weights_init=None, means_init=None, precisions_init=None,
+        )  # fmt: skip
+        results: dict[tuple[float, float], tuple[list, list]] = {}
+        bar = tqdm(disable=not self.verbose, desc="calibration", unit="fit")
+
+        def evaluate(alpha, factor):
+            if (alpha, factor) in results:
+                return
+            acc, nf = [], []
+            for j, fold in enumerate(folds):
+                hidden = np.isin(y, fold)
+                est = clone(inner).set_params(
+                    prior=NIWPrior(base.mean, base.kappa, base.nu, np.asarray(base.psi) * factor),
+                    split_alpha=float(alpha),
+                    random_state=int(seeds[j]),
+                )
+                est.fit(X, np.where(hidden, -1, y))
+                acc.append(cluster_accuracy(y[hidden], est.labels_[hidden])["all"])
+                nf.append(_n_clusters_found(y[hidden], est.labels_[hidden]))
+                bar.update()
+            results[(alpha, factor)] = (acc, nf)
+
+        for alpha in alphas.tolist():
+            grid = sorted(float(f) for f in factors)
+            for f in grid:
+                evaluate(alpha, f)
+            # while the best factor is at an edge of the grid, extend the grid by doubling
+            # (or halving) it, at most max_extend times
+            for _ in range(int(cfg["max_extend"])):
+                means = [np.mean(results[(alpha, f)][0]) for f in grid]
+                best = int(np.argmax(means))
+                if len(grid) < 2 or means[best] == means[best - 1 if best else 1]:
+                    break  # a single candidate, or a tie at the edge: no direction to go
+                if best == len(grid) - 1:
+                    grid.append(grid[-1] * 2.0)
+                    evaluate(alpha, grid[-1])
+                elif best == 0:
+                    grid.insert(0, grid[0] / 2.0)
+                    evaluate(alpha, grid[0])
+                else:
+                    break
+        bar.close()
+        factors = np.array(sorted({f for _, f in results}))
+        shape = (alphas.size, factors.size, n_folds)
+        accuracy = np.full(shape, np.nan)
+        found = np.full(shape, -1, dtype=np.int64)
+        for (alpha, f), (acc, nf) in results.items():
+            i = int(np.flatnonzero(alphas == alpha)[0])
+            k = int(np.flatnonzero(factors == f)[0])
+            accuracy[i, k], found[i, k] = acc, nf
+        mean = accuracy.mean(-1)  # NaN where a factor was not tried for this alpha
+        # best mean held-out accuracy; ties go to the evidence-maximising scale (factor 1)
+        key = np.where(np.isnan(mean), -np.inf, np.round(mean, 12))
+        key = key - 1e-9 * np.abs(np.log(factors))[None, :]
+        a_best, f_best = np.unravel_index(np.argmax(key), key.shape)
+        psi = np.asarray(base.psi) * factors[f_best]
+        record = {
+            "factors": factors,
+            "split_alpha": alphas,
+            "folds": [known_ids[fold] for fold in folds],
+            "accuracy": accuracy,
+            "n_found": found,
+            "n_hidden": np.array([fold.size for fold in folds]),
+            "psi_factor": float(factors[f_best]),
+            "psi_scale": float(np.trace(psi) / psi.shape[0]),
+            "chosen_split_alpha": float(alphas[a_best]),
+        }
+        return NIWPrior(base.mean, base.kappa, base.nu, psi), float(alphas[a_best]), record
 
     def _run_hard(self, ctx, means, rng):
         """GPC's E-step: SS-k-means warm-started at ``means``; NIW-MAP Gaussians of the
@@ -391,6 +588,11 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         check_finite_result(
             "the EM parameters", c, "Increase reg_covar or use a stronger prior (psi_scale)."
         )
+        if self.split_merge:
+            # while K is searched, a component that holds less than one sample's worth of
+            # responsibility is not a cluster: drop it (known classes always stay)
+            keep = (w * X.shape[0] >= 1.0) | (np.arange(k) < ctx["n_fixed"])
+            w, m, c = w[keep], m[keep], c[keep]
         return w / w.sum(), m, c, lb, int(res.n_iter), bool(res.converged)
 
     def _log_prob(self, X, weights, means, covs):
@@ -418,7 +620,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         labels = self._hard_labels(ctx["X"], ctx["y"], w, m, c)
         if self.prior == "maximum_likelihood":  # no proper NIW prior, no evidence
             return labels, float("nan")
-        lp = log_partition_posterior(ctx["X"], labels, ctx["prior"], float(self.split_alpha))
+        lp = log_partition_posterior(ctx["X"], labels, ctx["prior"], ctx["alpha"])
         return labels, lp
 
     def _round(self, ctx, state, labels, rng, history, known):
@@ -430,7 +632,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         prot[known] = True
         rr = split_merge_round(
             X, y, labels, w, m, c, ctx["prior"],
-            protected=prot, n_fixed=ctx["n_fixed"], alpha=float(self.split_alpha),
+            protected=prot, n_fixed=ctx["n_fixed"], alpha=ctx["alpha"],
             acceptance=self.acceptance, p_fixed=float(self.p_fixed),
             min_size=int(self.min_split_size), merge_neighbors=int(self.merge_neighbors),
             reg_covar=float(self.reg_covar), covariance_type=self.covariance_type,
@@ -465,6 +667,51 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
                 break
         return state, labels
 
+    def _search_from(self, ctx, X, k0, known, offset, rng, *, use_init):
+        """EM from a start with ``k0`` components (the best of ``n_init``), then the
+        split/merge descent; returns the state, its history and its hard partition."""
+        Xc, y, prior = ctx["X"], ctx["y"], ctx["prior"]
+        d = X.shape[1]
+        if use_init:
+            w_init, m_init, c_init = check_initial_parameters(
+                self.weights_init, self.means_init, self.precisions_init, n_components=k0,
+                n_features=d, covariance_type=self.covariance_type,
+            )  # fmt: skip
+        else:
+            w_init = m_init = c_init = None
+        best = None
+        # without labels the semi-supervised k-means start is k-means: scikit-learn's, seeded
+        # as GaussianMixtureModel seeds it (the same random_state gives the same start)
+        kmeans_rs = random_state_to_random_state(self.random_state) if not known.size else None
+        for _ in range(int(self.n_init)):
+            if w_init is None or m_init is None or c_init is None:
+                if known.size:
+                    _, labels, _, _ = ss_kmeans(Xc, y, k0, n_init=1, max_iter=20, rng=rng)
+                else:
+                    labels = KMeans(k0, n_init=1, random_state=kmeans_rs).fit(X).labels_
+                st = cluster_stats(Xc, labels, k0)
+                m, c = map_gaussian(st, prior, self.reg_covar)
+                w = (st.n + 1e-10) / (st.n + 1e-10).sum()
+            w = w if w_init is None else w_init
+            m = m if m_init is None else m_init - offset
+            c = _project_cov(c if c_init is None else c_init, self.covariance_type)
+            out = self._run_em(ctx, w, m, c, rng)
+            if best is None or out[3] > best[3]:
+                best = out
+        w, m, c, lb, n_iter, conv = best
+        labels, lp = self._score(ctx, w, m, c)
+        history = {
+            "n_components": [m.shape[0]],
+            "log_likelihood": [lb],
+            "n_splits": [0],
+            "n_merges": [0],
+            "log_posterior": [lp],
+        }
+        state = (w, m, c, lb, n_iter, conv)
+        if self.split_merge:
+            state, labels = self._descend(ctx, state, labels, rng, history, known)
+        return state, history, labels
+
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
         """Fit on ``X`` with semi-supervised labels ``y`` (``-1`` = unlabelled).
@@ -494,6 +741,14 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
                 "prior='maximum_likelihood' has no NIW evidence, which the split/merge moves "
                 "need; pass split_merge=False, or a proper prior (None, 'empirical_bayes')."
             )
+        if self.search == "two_sided" and any(
+            v is not None for v in (self.weights_init, self.means_init, self.precisions_init)
+        ):
+            raise ValueError(
+                "search='two_sided' starts from its own two K0 (4 L and L + 1 components), so "
+                "it does not use weights_init / means_init / precisions_init; pass "
+                "search='single' to start from given parameters."
+            )
         enc = encode_semi_labels(y, n, self.n_components, unlabelled=self.unlabelled)
         y = enc.codes  # 0..L-1 for the known classes (components 0..L-1), -1 unlabelled
         known = np.arange(enc.known.size)
@@ -507,53 +762,48 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         k0 = max(min(k0, n), n_fixed)
         offset = X.mean(0)
         Xc = X - offset
-        prior = self._make_prior(X, y)
+        alpha = float(self.split_alpha)
+        self.calibration_ = None
+        if _wants_calibration(self.prior):
+            prior, alpha, self.calibration_ = self._calibrate(X, y, enc.known)
+        else:
+            prior = self._make_prior(X, y)
         prior = NIWPrior(np.asarray(prior.mean) - offset, prior.kappa, prior.nu, prior.psi)
         if np.asarray(prior.mean).shape != (d,) or np.asarray(prior.psi).shape != (d, d):
             raise ValueError(
                 f"prior must have mean of shape ({d},) and psi of shape ({d}, {d}) to match X."
             )
         rng = random_state_to_generator(self.random_state)
-        ctx = {"X": Xc, "y": y, "mesh": make_mesh(), "prior": prior, "n_fixed": n_fixed}
-        protected = np.zeros(k0, dtype=bool)
-        protected[known] = True
-
-        w_init, m_init, c_init = check_initial_parameters(
-            self.weights_init, self.means_init, self.precisions_init, n_components=k0,
-            n_features=d, covariance_type=self.covariance_type,
-        )  # fmt: skip
-        best = None
-        # without labels the semi-supervised k-means start is k-means: scikit-learn's, seeded
-        # as GaussianMixtureModel seeds it (the same random_state gives the same start)
-        kmeans_rs = random_state_to_random_state(self.random_state) if not known.size else None
-        for _ in range(int(self.n_init)):
-            if w_init is None or m_init is None or c_init is None:
-                if known.size:
-                    _, labels, _, _ = ss_kmeans(Xc, y, k0, n_init=1, max_iter=20, rng=rng)
-                else:
-                    labels = KMeans(k0, n_init=1, random_state=kmeans_rs).fit(X).labels_
-                st = cluster_stats(Xc, labels, k0)
-                m, c = map_gaussian(st, prior, self.reg_covar)
-                w = (st.n + 1e-10) / (st.n + 1e-10).sum()
-            w = w if w_init is None else w_init
-            m = m if m_init is None else m_init - offset
-            c = _project_cov(c if c_init is None else c_init, self.covariance_type)
-            out = self._run_em(ctx, w, m, c, rng)
-            if best is None or out[3] > best[3]:
-                best = out
-        w, m, c, lb, n_iter, conv = best
-        labels, lp = self._score(ctx, w, m, c)
-        history = {
-            "n_components": [m.shape[0]],
-            "log_likelihood": [lb],
-            "n_splits": [0],
-            "n_merges": [0],
-            "log_posterior": [lp],
-        }
-        if self.split_merge:
-            state = (w, m, c, lb, n_iter, conv)
-            state, labels = self._descend(ctx, state, labels, rng, history, known)
-            w, m, c, lb, n_iter, conv = state
+        ctx = {
+            "X": Xc, "y": y, "mesh": make_mesh(), "prior": prior, "n_fixed": n_fixed,
+            "alpha": alpha,
+        }  # fmt: skip
+        if self.search == "two_sided" and self.split_merge:
+            # from above (the default start) and from below (one new component), whatever
+            # n_components says: keep the partition the model prefers
+            starts = (min(max(4 * n_fixed, n_fixed + 1, 2), n), min(n_fixed + 1, n))
+            runs = [
+                self._search_from(ctx, X, k, known, offset, rng, use_init=False) for k in starts
+            ]
+            pick = int(np.argmax([r[1]["log_posterior"][-1] for r in runs]))
+            state, history, labels = runs[pick]
+            history["starts"] = [
+                {
+                    "K0": int(k),
+                    "K": int(r[1]["n_components"][-1]),
+                    "log_posterior": float(r[1]["log_posterior"][-1]),
+                }
+                for k, r in zip(starts, runs)
+            ]
+            history["chosen_start"] = pick
+            visits = [r[1]["n_components"] for r in runs]
+        else:
+            state, history, labels = self._search_from(
+                ctx, X, k0, known, offset, rng, use_init=True
+            )
+            visits = [history["n_components"]]
+        w, m, c, lb, n_iter, conv = state
+        self.n_components_posterior_ = _visit_frequencies(visits)
         self.prior_ = NIWPrior(
             np.asarray(prior.mean) + offset, prior.kappa, prior.nu, np.asarray(prior.psi)
         )
