@@ -142,6 +142,55 @@ could improve. From $K_0 = 20$ it ends about 300 nats *above* the true partition
 genuinely prefers 12 clusters on these features, so the remaining error in $K$ comes from the
 model (Gaussian clusters with this prior), not from the search.
 
+## Choosing the prior on the known classes
+
+The number of components the search settles on is governed by the NIW prior's scale
+$\Psi_0$, and nothing in the unlabelled data tells what the right scale is. The labelled
+classes can: `prior='calibrated'` hides a fold of the Old classes (their labels are dropped, as
+if they were New), runs the whole search under several scales, and measures how well the hidden
+classes come back (their clustering accuracy, where a split or a merged class costs accuracy).
+The scale that recovers the hidden classes best, averaged over three disjoint folds, is used for
+the final fit. `search='two_sided'` then runs the search from below ($|Old| + 1$ components) and
+from above ($4 |Old|$), and keeps the partition with the higher posterior, so the answer does not
+depend on a start.
+
+Class ids can be anything scikit-learn accepts; here the Old classes are given by name, with
+`None` for unlabelled samples, and `classes_` maps every component back to a name (new
+components get names that cannot collide with the known ones).
+""")
+
+code(r"""
+names = np.array(['zero', 'one', 'two', 'three', 'four'], dtype=object)
+y_named = np.where(split.y >= 0, names[np.maximum(split.y, 0)], None)
+cal = gmm.SemiSupervisedGMM(prior='calibrated', search='two_sided', assignment='hard',
+                            max_rounds=10, max_iter=50, random_state=0).fit(X, y_named)
+acc = gmm.cluster_accuracy(y_true[u], cal.labels_[u], split.old_mask[u])
+print('classes_:', cal.classes_.tolist())
+print('accuracy: ' + ', '.join(f'{k} {v:.3f}' for k, v in acc.items()), '| K-hat:', cal.n_components_)
+c = cal.calibration_
+print('hidden folds:', [f.tolist() for f in c['folds']])
+for f, a, n in zip(c['factors'], c['accuracy'][0], c['n_found'][0]):
+    print(f'  Psi0 x {f:<6g} held-out accuracy {a.mean():.3f}  clusters found {n.tolist()} for {c["n_hidden"].tolist()}')
+print('chosen factor:', c['psi_factor'])
+print('starts:', cal.history_['starts'])
+print('K visited in the second half of the rounds:', cal.n_components_posterior_)
+""")
+
+md(r"""
+**How to read it.** Each line is one candidate scale: the mean accuracy on the hidden Old classes
+over the three folds, and how many clusters the search spent on each fold's hidden classes
+(to compare with how many were hidden; more means they were split, fewer that they were merged).
+The known classes come first in `classes_`, in sorted order of their names (as
+`numpy.unique` sorts them), then the new components `new_0`, `new_1`, ...
+
+On these features the held-out accuracy has no clear trend in the scale (it moves between about
+0.73 and 0.85 from one candidate to the next), so the calibration has little to go on, and K-hat
+(9) is no better than with the fixed prior above. On data whose classes are separated at some
+scale (for example the UMAP embeddings in the benchmarks) the held-out accuracy rises steadily
+to that scale, and the calibrated search recovers $K$ from every seed. The last line is a rough
+posterior over $K$: how often each value was visited in the second half of the split/merge
+rounds, pooled over the two starts.
+
 ## Representation learning: the full alternating method
 
 GPC alternates the mixture with representation learning. Each epoch of
