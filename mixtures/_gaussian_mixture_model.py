@@ -266,9 +266,7 @@ class GaussianMixtureModel(MixtureMixin, MixprocEstimator):
             if y is None:  # "random": soft responsibilities
                 resp = rng.uniform(size=(n, K))
                 resp /= resp.sum(1, keepdims=True)
-                params = to_numpy(
-                    _m_step_jit(jnp.asarray(X), jnp.asarray(resp), self.reg_covar)
-                )
+                params = to_numpy(_m_step_jit(jnp.asarray(X), jnp.asarray(resp), self.reg_covar))
             else:
                 start = GaussianMixtureParams(np.full(K, 1 / K), np.zeros((K, X.shape[1])),
                                               np.stack([np.eye(X.shape[1])] * K))  # fmt: skip
