@@ -166,12 +166,12 @@ class SemiSupervisedKMeans(ClusterMixin, MixprocEstimator):
         unlabelled="auto",
     ):
         self.n_clusters = n_clusters
-        self.unlabelled = unlabelled
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
         self.init = init
+        self.unlabelled = unlabelled
 
     _parameter_constraints = {
         "n_clusters": [Interval(numbers.Integral, 1, None, closed="left")],

@@ -184,7 +184,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         best recovers the hidden classes (mean clustering accuracy of their labelled
         samples, one-to-one Hungarian matching, so a split or a merged class costs
         accuracy) is used for the final fit on all labels. While the best factor is the
-        largest (smallest) of the grid and strictly better than its neighbour, the grid
+        largest (smallest) of the grid and strictly better than every other, the grid
         is extended by doubling (halving), at most ``max_extend`` times. The fold
         searches start from the default K0, so the chosen prior does not depend on
         ``n_components``. ``dict(kind="calibrated",
@@ -490,17 +490,14 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
             grid = sorted(float(f) for f in factors)
             for f in grid:
                 evaluate(alpha, f)
-            # while the best factor is at an edge of the grid, extend the grid by doubling
-            # (or halving) it, at most max_extend times
-            for _ in range(int(cfg["max_extend"])):
+            # while the factor at an edge of the grid is strictly better than all others,
+            # extend the grid by doubling (or halving) it, at most max_extend times
+            for _ in range(int(cfg["max_extend"]) if len(grid) > 1 else 0):
                 means = [np.mean(results[(alpha, f)][0]) for f in grid]
-                best = int(np.argmax(means))
-                if len(grid) < 2 or means[best] == means[best - 1 if best else 1]:
-                    break  # a single candidate, or a tie at the edge: no direction to go
-                if best == len(grid) - 1:
+                if means[-1] > max(means[:-1]):
                     grid.append(grid[-1] * 2.0)
                     evaluate(alpha, grid[-1])
-                elif best == 0:
+                elif means[0] > max(means[1:]):
                     grid.insert(0, grid[0] / 2.0)
                     evaluate(alpha, grid[0])
                 else:
