@@ -6,7 +6,11 @@ distributions).
 
 from gmm import datasets, kinematics, metrics
 from gmm._cluster_metrics import cluster_accuracy, make_gcd_split
-from gmm._forecaster import KinematicGMMForecaster, constant_velocity_forecast
+from gmm._forecaster import (
+    KinematicGMMForecaster,
+    constant_velocity_forecast,
+    social_attention,
+)
 from gmm._gcd import GeneralizedCategoryDiscovery
 from gmm._kmeans import SemiSupervisedKMeans, estimate_n_clusters
 from gmm._ssgmm import SemiSupervisedGMM
@@ -26,4 +30,5 @@ __all__ = [
     "log_partition_posterior",
     "make_gcd_split",
     "metrics",
+    "social_attention",
 ]

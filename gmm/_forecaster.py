@@ -37,7 +37,7 @@ from mixtures.base import (
 )
 from mixtures.distributions import GaussianMixture
 
-__all__ = ["KinematicGMMForecaster", "constant_velocity_forecast"]
+__all__ = ["KinematicGMMForecaster", "constant_velocity_forecast", "social_attention"]
 
 _N_PARAMS = 5  # per mode and step: 2 means, 2 log-stds, 1 correlation
 
@@ -52,6 +52,11 @@ class _Config(NamedTuple):
     variance: str
     loss: str
     curvature: bool
+    encoder: str = "mlp"
+    social: str | None = None
+
+
+_SEQ_FEATURES = 4  # per history step for the GRU: agent-frame position and displacement
 
 
 # ------------------------------------------------------------------------- preprocessing
@@ -117,19 +122,50 @@ def constant_velocity_forecast(history, horizon, *, n_last=1):
 # ----------------------------------------------------------------------------- the core
 
 
-def _init_mlp(key, sizes, dtype):
-    """He-normal weights (last layer scaled 0.01), zero biases.
+def _init_mlp(rng, sizes, dtype):
+    """He-normal weights (last layer scaled 0.01), zero biases, from a NumPy generator.
 
-    Drawn with NumPy from a seed taken from ``key``: eager ``jax.random.normal`` would
-    compile once per layer shape.
+    Drawn with NumPy: eager ``jax.random.normal`` would compile once per layer shape.
     """
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
     params = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         last = i == len(sizes) - 2
         scale = 0.01 if last else np.sqrt(2.0 / n_in)
         W = scale * rng.standard_normal((n_in, n_out))
         params.append((jnp.asarray(W, dtype), jnp.zeros(n_out, dtype)))
+    return params
+
+
+def _init_params(key, cfg, n_x, n_nb, hidden_sizes, embed_dim, dtype):
+    """All weights: the history encoder, the neighbour attention and the output MLP."""
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    n_out = cfg.n_modes * (1 + cfg.horizon * _N_PARAMS)
+    params = {}
+    n_agent = n_x
+    if cfg.encoder == "gru":
+        G, n_in = embed_dim, _SEQ_FEATURES
+
+        def mat(a, b):
+            return jnp.asarray(rng.standard_normal((a, b)) / np.sqrt(a), dtype)
+
+        params["gru"] = {
+            "W": mat(n_in, 3 * G),  # input weights of the update, reset, candidate gates
+            "U": mat(G, 3 * G),  # recurrent weights
+            "b": jnp.zeros(3 * G, dtype),
+        }
+        n_agent = G + 1  # last hidden state and the current speed
+    n_head_in = n_agent
+    if cfg.social == "attention":
+        D = embed_dim
+        (emb,) = _init_mlp(rng, (n_nb, D, D), dtype)[:1]
+        params["social"] = {
+            "embed": emb,  # neighbour features -> D (GELU)
+            "q": jnp.asarray(rng.standard_normal((n_agent, D)) / np.sqrt(n_agent), dtype),
+            "k": jnp.asarray(rng.standard_normal((D, D)) / np.sqrt(D), dtype),
+            "v": jnp.asarray(rng.standard_normal((D, D)) / np.sqrt(D), dtype),
+        }
+        n_head_in += D
+    params["head"] = _init_mlp(rng, (n_head_in, *hidden_sizes, n_out), dtype)
     return params
 
 
@@ -183,15 +219,82 @@ def _cov_from_raw(r_lstd, r_rho, scale):
     )
 
 
-def _forward_one(params, x, speed, hyper, cfg):
+def _gru(p, seq):
+    """Final hidden state of a GRU (Cho et al., 2014) over ``seq`` (H, F), from zeros."""
+    G = p["U"].shape[0]
+
+    def cell(h, x):
+        gx, gh = x @ p["W"] + p["b"], h @ p["U"]
+        z = jax.nn.sigmoid(gx[:G] + gh[:G])
+        r = jax.nn.sigmoid(gx[G : 2 * G] + gh[G : 2 * G])
+        c = jnp.tanh(gx[2 * G :] + r * gh[2 * G :])
+        return (1.0 - z) * h + z * c, None
+
+    h, _ = jax.lax.scan(cell, jnp.zeros(G, seq.dtype), seq)
+    return h
+
+
+def _layer_norm(x):
+    """Zero mean, unit variance over the last axis (Ba et al., 2016), without gain."""
+    mu = x.mean(-1, keepdims=True)
+    return (x - mu) / jnp.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-6)
+
+
+def social_attention(p, agent, neighbours, mask):
+    """Masked single-head attention of one agent over its neighbours.
+
+    ``e_j = LN(GELU(W_e f_j + b_e))``, ``a_j = softmax_j(q^T k_j / sqrt(D))`` over the
+    neighbours with ``mask[j]``, output ``sum_j a_j v_j`` (zeros when there is none), with
+    ``q = W_q LN(agent)``, ``k_j = W_k e_j``, ``v_j = W_v e_j`` (Vaswani et al., 2017;
+    LN is layer normalisation without gain, Ba et al., 2016, which keeps the attention
+    logits of order one at initialisation whatever the scale of the inputs). The
+    output does not depend on the order of the neighbour slots, nor on the content of
+    masked slots.
+
+    Parameters
+    ----------
+    p : dict
+        ``"embed"`` (W_e, b_e), ``"q"``, ``"k"``, ``"v"``.
+    agent : array of shape (A,)
+    neighbours : array of shape (M, F)
+    mask : array of bool of shape (M,)
+
+    Returns
+    -------
+    array of shape (D,)
+    """
+    W, b = p["embed"]
+    e = _layer_norm(jax.nn.gelu(neighbours @ W + b))
+    q, k, v = _layer_norm(agent) @ p["q"], e @ p["k"], e @ p["v"]
+    score = jnp.where(mask, k @ q / jnp.sqrt(q.shape[-1]), -jnp.inf)
+    top = jnp.max(jnp.where(mask, score, 0.0))
+    a = jnp.where(mask, jnp.exp(score - top), 0.0)
+    a = a / jnp.maximum(a.sum(), 1e-30)
+    return a @ v
+
+
+def _encode(params, inp, cfg):
+    """Input of the output MLP for one agent: history code (and social code)."""
+    if cfg.encoder == "gru":
+        agent = jnp.concatenate([_gru(params["gru"], inp["seq"]), inp["x"][-1:]])
+    else:
+        agent = inp["x"]
+    if cfg.social == "attention":
+        s = social_attention(params["social"], agent, inp["nb"], inp["nb_mask"])
+        return jnp.concatenate([agent, s])
+    return agent
+
+
+def _forward_one(params, inp, hyper, cfg):
     """One agent: logits (K,), position means (K, T, 2), covs (K, T, 2, 2), controls."""
     K, T = cfg.n_modes, cfg.horizon
-    out = _mlp(params, x)
+    speed = inp["speed"]
+    out = _mlp(params["head"], _encode(params, inp, cfg))
     logits = out[:K]
     raw = out[K:].reshape(K, T, _N_PARAMS)
     u_mean, u_cov = _heads(raw, speed, hyper, cfg)
     dt = hyper["dt"]
-    dtype = x.dtype
+    dtype = out.dtype
     z0 = jnp.stack([jnp.zeros((), dtype), jnp.zeros((), dtype), jnp.zeros((), dtype), speed])
     wb = None if cfg.curvature else hyper["wheelbase"]
     floor = hyper["min_std"] ** 2 * jnp.eye(2, dtype=dtype)
@@ -208,13 +311,13 @@ def _forward_one(params, x, speed, hyper, cfg):
     return logits, mean, cov + floor, u_mean, u_cov
 
 
-def _forward(params, X, speed, hyper, cfg):
-    return jax.vmap(lambda x, s: _forward_one(params, x, s, hyper, cfg))(X, speed)
+def _forward(params, inp, hyper, cfg):
+    return jax.vmap(lambda i: _forward_one(params, i, hyper, cfg))(inp)
 
 
-def _loss_one(params, x, speed, y, hyper, cfg):
+def _loss_one(params, inp, y, hyper, cfg):
     """Training loss of one agent (``y`` (T, 2) in the agent frame); see the class doc."""
-    logits, mean, cov, _, _ = _forward_one(params, x, speed, hyper, cfg)
+    logits, mean, cov, _, _ = _forward_one(params, inp, hyper, cfg)
     T = cfg.horizon
     if cfg.loss == "wta":  # CE(mode) + NLL of the positive (min-ADE) mode
         ade = jnp.linalg.norm(jax.lax.stop_gradient(mean) - y[None], axis=-1).mean(-1)
@@ -237,24 +340,25 @@ _STEPS_PER_CALL = 16  # minibatch steps per jitted call: the compiled shape neve
 
 
 @partial(jax.jit, static_argnames=("cfg",))
-def _train_steps(params, opt_state, X, speed, Y, weight, hyper, *, cfg):
+def _train_steps(params, opt_state, inp, Y, weight, hyper, *, cfg):
     """Adam steps over a fixed-size chunk of minibatches (``lax.scan``).
 
-    ``X`` (C, B, d), ``speed`` (C, B), ``Y`` (C, B, T, 2) and ``weight`` (C, B) hold C
-    minibatches of B rows; ``weight`` is 1 for real rows and 0 for padding, so the last,
-    partial minibatch of an epoch and the tail of the last chunk cost no recompile. A
-    minibatch whose weights are all zero leaves parameters and optimiser state unchanged.
+    ``inp`` (a dict of arrays with leading axes (C, B)), ``Y`` (C, B, T, 2) and
+    ``weight`` (C, B) hold C minibatches of B rows; ``weight`` is 1 for real rows and 0
+    for padding, so the last, partial minibatch of an epoch and the tail of the last
+    chunk cost no recompile. A minibatch whose weights are all zero leaves parameters
+    and optimiser state unchanged.
     """
     opt = _make_optimizer(0.0)  # the learning rate lives (traced) in opt_state
 
-    def batch_loss(p, x, s, y, w):
-        losses = jax.vmap(lambda x1, s1, y1: _loss_one(p, x1, s1, y1, hyper, cfg))(x, s, y)
+    def batch_loss(p, i, y, w):
+        losses = jax.vmap(lambda i1, y1: _loss_one(p, i1, y1, hyper, cfg))(i, y)
         return jnp.sum(w * losses) / jnp.maximum(jnp.sum(w), 1.0)
 
     def step(carry, batch):
         p, st = carry
-        x, s, y, w = batch
-        loss, g = jax.value_and_grad(batch_loss)(p, x, s, y, w)
+        i, y, w = batch
+        loss, g = jax.value_and_grad(batch_loss)(p, i, y, w)
         upd, st1 = opt.update(g, st, p)
         p1 = optax.apply_updates(p, upd)
         keep = jnp.sum(w) > 0
@@ -263,65 +367,98 @@ def _train_steps(params, opt_state, X, speed, Y, weight, hyper, *, cfg):
         )
         return (p, st), loss
 
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (X, speed, Y, weight))
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (inp, Y, weight))
     return params, opt_state, losses
 
 
-def _minibatch_plan(n, batch_size, epochs, rng):
-    """Row indices (n_steps, B) and weights of every minibatch of every epoch.
+def _minibatch_plan(n, batch_size, epochs, rng, *, align=False):
+    """Row indices (n_steps, B), weights and epoch of every minibatch of every epoch.
 
     Each epoch is a fresh permutation cut into ``ceil(n / B)`` minibatches; the last one
     is padded with weight-0 rows. Steps are then padded to a multiple of
-    :data:`_STEPS_PER_CALL` with all-zero-weight (no-op) minibatches.
+    :data:`_STEPS_PER_CALL` with all-zero-weight (no-op) minibatches, at the end, or with
+    ``align`` after every epoch (so that every jitted call ends at or inside one epoch and
+    a validation pass can follow each epoch). ``epoch`` is -1 on padding steps.
     """
     nb = -(-n // batch_size)
-    idx = np.zeros((epochs, nb * batch_size), dtype=np.int64)
-    w = np.zeros((epochs, nb * batch_size))
+    per = nb + (-nb % _STEPS_PER_CALL if align else 0)
+    idx = np.zeros((epochs, per, batch_size), dtype=np.int64)
+    w = np.zeros((epochs, per, batch_size))
+    ep = np.full((epochs, per), -1, dtype=np.int64)
     for e in range(epochs):
-        idx[e, :n] = rng.permutation(n)
-        w[e, :n] = 1.0
-    idx, w = idx.reshape(-1, batch_size), w.reshape(-1, batch_size)
+        rows = np.zeros(nb * batch_size, dtype=np.int64)
+        rows[:n] = rng.permutation(n)
+        idx[e, :nb] = rows.reshape(nb, batch_size)
+        w[e, :nb] = (np.arange(nb * batch_size) < n).reshape(nb, batch_size)
+        ep[e, :nb] = e
+    idx, w, ep = idx.reshape(-1, batch_size), w.reshape(-1, batch_size), ep.ravel()
     pad = -len(idx) % _STEPS_PER_CALL
     idx = np.concatenate([idx, np.zeros((pad, batch_size), np.int64)])
     w = np.concatenate([w, np.zeros((pad, batch_size))])
-    return idx, w, nb
+    return idx, w, np.concatenate([ep, np.full(pad, -1, np.int64)])
 
 
 _forward_jit = jax.jit(_forward, static_argnames=("cfg",))
 
+
+@partial(jax.jit, static_argnames=("cfg",))
+def _loss_jit(params, inp, Y, hyper, cfg):
+    return jax.vmap(lambda i, y: _loss_one(params, i, y, hyper, cfg))(inp, Y)
+
+
 _CHUNK = 256  # fixed row count of every forward call: one compile per config, any N
 
 
-def _forward_chunked(params, x, speed, hyper, cfg):
-    """NumPy outputs of :func:`_forward` over ``x`` in fixed-size (padded) chunks."""
+def _take(inp, rows):
+    return {k: v[rows] for k, v in inp.items()}
+
+
+def _chunks(inp, *extra):
+    """Fixed-size (padded) row chunks of ``inp`` (and ``extra`` arrays) as JAX arrays."""
+    n = len(inp["x"])
+    for i in range(0, n, _CHUNK):
+        rows = np.minimum(np.arange(i, i + _CHUNK), n - 1)  # pad with the last row
+        yield (
+            min(_CHUNK, n - i),
+            {k: jnp.asarray(v) for k, v in _take(inp, rows).items()},
+            [jnp.asarray(e[rows]) for e in extra],
+        )
+
+
+def _forward_chunked(params, inp, hyper, cfg):
+    """NumPy outputs of :func:`_forward` over ``inp`` in fixed-size (padded) chunks."""
     parts = []
-    for i in range(0, len(x), _CHUNK):
-        xs, ss = x[i : i + _CHUNK], speed[i : i + _CHUNK]
-        m = len(xs)
-        if m < _CHUNK:
-            xs = np.concatenate([xs, np.repeat(xs[-1:], _CHUNK - m, axis=0)])
-            ss = np.concatenate([ss, np.repeat(ss[-1:], _CHUNK - m, axis=0)])
-        out = _forward_jit(params, jnp.asarray(xs), jnp.asarray(ss), hyper, cfg=cfg)
+    for m, chunk, _ in _chunks(inp):
+        out = _forward_jit(params, chunk, hyper, cfg=cfg)
         parts.append([np.asarray(o)[:m] for o in out])
     return tuple(np.concatenate(p) for p in zip(*parts))
 
 
+def _loss_chunked(params, inp, Y, hyper, cfg):
+    """Mean training loss over ``inp`` (NumPy float), in fixed-size chunks."""
+    total = 0.0
+    for m, chunk, (y,) in _chunks(inp, Y):
+        total += float(np.asarray(_loss_jit(params, chunk, y, hyper, cfg=cfg))[:m].sum())
+    return total / len(inp["x"])
+
+
 @partial(jax.jit, static_argnames=("cfg", "n_samples"))
-def _sample_core(params, X, speed, hyper, key, *, cfg, n_samples):
+def _sample_core(params, inp, hyper, key, *, cfg, n_samples):
     """Trajectory samples (N, S, T, 2) in the agent frame: mode, then controls, rollout."""
-    logits, mean, cov, u_mean, u_cov = _forward(params, X, speed, hyper, cfg)
+    logits, mean, cov, u_mean, u_cov = _forward(params, inp, hyper, cfg)
+    speed = inp["speed"]
     N, K, T = mean.shape[:3]
+    dtype = mean.dtype
     k1, k2 = jax.random.split(key)
     modes = jax.random.categorical(k1, logits[:, None, :], shape=(N, n_samples))
     idx = jnp.arange(N)[:, None]
-    eps = jax.random.normal(k2, (N, n_samples, T, 2), X.dtype)
+    eps = jax.random.normal(k2, (N, n_samples, T, 2), dtype)
     if cfg.formulation == "position" or cfg.variance == "learned":
         L = jnp.linalg.cholesky(cov[idx, modes])
         return mean[idx, modes] + jnp.einsum("nstij,nstj->nsti", L, eps)
     # kinematic: sample the controls and integrate (temporally coherent samples)
     root = psd_sqrt(u_cov[idx, modes])
     u = u_mean[idx, modes] + jnp.einsum("nstij,nstj->nsti", root, eps)
-    dtype = X.dtype
     wb = None if cfg.curvature else hyper["wheelbase"]
 
     def roll(u1, s):
@@ -331,11 +468,11 @@ def _sample_core(params, X, speed, hyper, key, *, cfg, n_samples):
     return jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(u, speed)
 
 
-def _pad(a):
+def _pad(inp):
     """Pad the sample axis to a power of two (>= 16) so prediction compiles rarely."""
-    n = len(a)
+    n = len(inp["x"])
     m = max(16, 1 << max(n - 1, 0).bit_length())
-    return np.concatenate([a, np.repeat(a[-1:], m - n, axis=0)]) if m > n else a
+    return _take(inp, np.minimum(np.arange(m), n - 1))
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -372,6 +509,15 @@ class KinematicGMMForecaster(MixprocEstimator):
     factors of the full 2x2 covariances, so strongly correlated integrated covariances
     need no correlation clipping).
 
+    The history encoder is an MLP over the flattened agent-frame history
+    (``encoder="mlp"``) or a GRU over its steps (``"gru"``; Cho et al., 2014). With
+    ``social="attention"`` the neighbours' observed positions, in the agent frame, enter
+    through masked attention from the agent's code (:func:`gmm.social_attention`): the
+    output does not depend on the order of the neighbours, and padded slots are ignored.
+    Every input is computed from the observed steps only (backward differences), so
+    nothing from the future leaks in. The frame is heading-aligned, so the model is
+    rotation-invariant by construction and needs no rotation augmentation.
+
     Parameters
     ----------
     n_modes : int, default=6
@@ -387,7 +533,14 @@ class KinematicGMMForecaster(MixprocEstimator):
     wheelbase : float or None, default=None
         For ``"accel_steering"``: ``None`` uses the curvature form, a float the steering
         angle with this wheelbase (m).
+    encoder : {"mlp", "gru"}, default="mlp"
+        History encoder; the GRU has ``embed_dim`` units.
+    social : None or "attention", default=None
+        ``"attention"``: encode the neighbours passed to :meth:`fit` / :meth:`predict`.
+    embed_dim : int, default=64
+        Width of the GRU state and of the neighbour embedding.
     hidden_sizes : tuple of int, default=(128, 128)
+        Hidden layers of the output MLP.
     epochs : int, default=100
     batch_size : int, default=64
         Minibatch size. Each epoch is a fresh permutation cut into ``ceil(N /
@@ -395,6 +548,14 @@ class KinematicGMMForecaster(MixprocEstimator):
         fixed-size jitted chunks, so refits with another N or number of epochs do not
         recompile.
     learning_rate : float, default=3e-3
+    learning_rate_schedule : {"constant", "cosine"}, default="constant"
+        ``"cosine"`` decays the learning rate to zero over the epochs (Loshchilov &
+        Hutter, 2017).
+    validation_fraction : float, default=0.0
+        With a value in (0, 1), that fraction of the samples (drawn at random) is held
+        out, the training loss is evaluated on it after every epoch, and the parameters
+        of the best epoch are kept (early stopping). Overlapping windows of one track
+        can fall on both sides; hold out whole tracks yourself for a stricter split.
     loss : {"wta", "mixture"}
     min_std : float, default=0.1
         Position standard-deviation floor (m).
@@ -405,11 +566,18 @@ class KinematicGMMForecaster(MixprocEstimator):
 
     Attributes
     ----------
-    params_ : list of (ndarray, ndarray)
-        MLP weights and biases.
+    params_ : dict
+        Network weights: ``"head"`` (the output MLP's (W, b) layers), ``"gru"`` and
+        ``"social"`` when used.
     speed_scale_ : float
         Mean training speed (m/s) used to scale inputs and outputs.
     loss_curve_ : ndarray of shape (epochs,)
+    validation_losses_ : ndarray of shape (epochs,) or None
+        Loss on the held-out samples after each epoch (``validation_fraction > 0``).
+    best_epoch_ : int
+        Number of epochs of the kept parameters (``epochs`` without validation).
+    max_neighbours_ : int
+        Neighbour slots M seen in :meth:`fit` (with ``social``).
     mode_usage_ : ndarray of shape (n_modes,)
         Fraction of training samples whose positive (min-ADE) mode is each mode.
     n_features_in_ : int
@@ -424,6 +592,11 @@ class KinematicGMMForecaster(MixprocEstimator):
 
     S. Shi, L. Jiang, D. Dai, B. Schiele, "Motion Transformer with Global Intention
     Localization and Local Movement Refinement" (MTR), NeurIPS 2022.
+
+    K. Cho et al., "Learning Phrase Representations using RNN Encoder-Decoder for
+    Statistical Machine Translation", EMNLP 2014 (GRU).
+
+    A. Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
 
     H. Cui et al., "Deep Kinematic Models for Kinematically Feasible Vehicle Trajectory
     Predictions" (DKM), ICRA 2020, arXiv:1908.00219.
@@ -449,10 +622,15 @@ class KinematicGMMForecaster(MixprocEstimator):
         "variance": [StrOptions({"propagated", "learned"})],
         "dt": [Interval(Real, 0, None, closed="neither")],
         "wheelbase": [None, Interval(Real, 0, None, closed="neither")],
+        "encoder": [StrOptions({"mlp", "gru"})],
+        "social": [None, StrOptions({"attention"})],
+        "embed_dim": [Interval(Integral, 1, None, closed="left")],
         "hidden_sizes": ["array-like"],
         "epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate_schedule": [StrOptions({"constant", "cosine"})],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "loss": [StrOptions({"wta", "mixture"})],
         "min_std": [Interval(Real, 0, None, closed="neither")],
         "random_state": RANDOM_STATE,
@@ -468,10 +646,15 @@ class KinematicGMMForecaster(MixprocEstimator):
         variance="propagated",
         dt=0.1,
         wheelbase=None,
+        encoder="mlp",
+        social=None,
+        embed_dim=64,
         hidden_sizes=(128, 128),
         epochs=100,
         batch_size=64,
         learning_rate=3e-3,
+        learning_rate_schedule="constant",
+        validation_fraction=0.0,
         loss="wta",
         min_std=0.1,
         random_state=None,
@@ -483,10 +666,15 @@ class KinematicGMMForecaster(MixprocEstimator):
         self.variance = variance
         self.dt = dt
         self.wheelbase = wheelbase
+        self.encoder = encoder
+        self.social = social
+        self.embed_dim = embed_dim
         self.hidden_sizes = hidden_sizes
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
+        self.validation_fraction = validation_fraction
         self.loss = loss
         self.min_std = min_std
         self.random_state = random_state
@@ -514,13 +702,75 @@ class KinematicGMMForecaster(MixprocEstimator):
             )
         return history
 
-    def _inputs(self, history):
-        p0, R, speed, rel = _agent_frame(history, self.dt)
-        x = np.concatenate(
-            [rel.reshape(len(rel), -1) / self.feature_scale_, (speed / self.speed_scale_)[:, None]],
-            axis=1,
+    def _check_neighbours(self, history, neighbours, neighbour_mask, *, reset):
+        """Neighbour positions (N, M, H, 2) and mask (N, M), or (None, None) if unused."""
+        if self.social is None:
+            if neighbours is not None:
+                raise ValueError(
+                    "neighbours were given but social=None ignores them; pass "
+                    "social='attention' to use them, or leave them out."
+                )
+            return None, None
+        if neighbours is None:
+            raise ValueError(
+                f"social={self.social!r} needs the neighbours' observed positions: pass "
+                "neighbours of shape (n_samples, max_neighbours, n_history, 2) and "
+                "neighbour_mask (n_samples, max_neighbours), e.g. from "
+                "gmm.datasets.load_eth_ucy(..., max_neighbours=M)."
+            )
+        nb = np.asarray(neighbours, dtype=np.float64)
+        N, H = history.shape[:2]
+        if nb.ndim != 4 or nb.shape[0] != N or nb.shape[2] != H or nb.shape[3] != 2:
+            raise ValueError(
+                f"neighbours must have shape (n_samples, M, n_history, 2) = ({N}, M, {H}, 2) "
+                f"to match history; got {nb.shape}."
+            )
+        mask = (
+            np.ones(nb.shape[:2], bool)
+            if neighbour_mask is None
+            else np.asarray(neighbour_mask).astype(bool)
         )
-        return p0, R, speed, x
+        if mask.shape != nb.shape[:2]:
+            raise ValueError(
+                f"neighbour_mask must have shape {nb.shape[:2]} (one flag per neighbour "
+                f"slot); got {mask.shape}."
+            )
+        if not np.all(np.isfinite(nb[mask])):
+            raise ValueError(
+                "neighbours contain NaN or inf in slots that neighbour_mask marks present; "
+                "set their mask to False or fill them."
+            )
+        if reset:
+            self.max_neighbours_ = int(nb.shape[1])
+        elif nb.shape[1] != self.max_neighbours_:
+            raise ValueError(
+                f"neighbours have {nb.shape[1]} slots but the model was fitted with "
+                f"{self.max_neighbours_}; pad or cut to {self.max_neighbours_}."
+            )
+        return np.where(mask[..., None, None], nb, 0.0), mask
+
+    def _inputs(self, history, neighbours=None, neighbour_mask=None):
+        """Current position, rotation, speed and the network inputs (a dict of arrays).
+
+        Everything is computed from the observed steps only: the history (backward
+        differences) and the neighbours' observed positions.
+        """
+        p0, R, speed, rel = _agent_frame(history, self.dt)
+        rel_s = rel / self.feature_scale_
+        x = np.concatenate([rel_s.reshape(len(rel), -1), (speed / self.speed_scale_)[:, None]], 1)
+        inp = {"x": x, "speed": speed}
+        if self.encoder == "gru":
+            step = np.diff(rel, axis=1, prepend=rel[:, :1]) / (self.speed_scale_ * self.dt)
+            inp["seq"] = np.concatenate([rel_s, step], axis=-1)
+        if self.social is not None:
+            nb = np.einsum("nji,nmtj->nmti", R, neighbours - p0[:, None, None])
+            vel = (nb[:, :, -1] - nb[:, :, -2]) / (self.speed_scale_ * self.dt)
+            feats = np.concatenate(
+                [(nb / self.feature_scale_).reshape(*nb.shape[:2], -1), vel], axis=-1
+            )
+            inp["nb"] = np.where(neighbour_mask[..., None], feats, 0.0)
+            inp["nb_mask"] = neighbour_mask
+        return p0, R, speed, inp
 
     def _hyper(self):
         return {
@@ -541,12 +791,25 @@ class KinematicGMMForecaster(MixprocEstimator):
             variance=self.variance,
             loss=self.loss,
             curvature=self.wheelbase is None,
+            encoder=self.encoder,
+            social=self.social,
         )
 
     # -- fit / predict ---------------------------------------------------------------
 
-    def fit(self, history, future):
+    def fit(self, history, future, neighbours=None, neighbour_mask=None):
         """Fit on past positions ``history`` (N, H, 2) and future positions (N, T, 2).
+
+        Parameters
+        ----------
+        history : array-like of shape (N, H, 2)
+            Observed positions; the last step is the current position.
+        future : array-like of shape (N, T, 2)
+        neighbours : array-like of shape (N, M, H, 2), optional
+            Observed positions of up to M other agents over the same steps (required
+            with ``social="attention"``; world frame, like ``history``).
+        neighbour_mask : array-like of bool of shape (N, M), optional
+            Which neighbour slots hold an agent (default: all).
 
         Returns
         -------
@@ -568,73 +831,110 @@ class KinematicGMMForecaster(MixprocEstimator):
                 f"future must have shape (n_samples, horizon, 2) = ({history.shape[0]}, T, 2); "
                 f"got {future.shape}."
             )
+        nb, nb_mask = self._check_neighbours(history, neighbours, neighbour_mask, reset=True)
         self.horizon_ = future.shape[1]
         k = min(history.shape[1] - 1, 3)
         speeds = np.linalg.norm(history[:, -1] - history[:, -1 - k], axis=1) / (k * self.dt)
         self.speed_scale_ = float(max(np.mean(speeds), 0.1))
         self.feature_scale_ = float(self.speed_scale_ * self.dt * history.shape[1])
-        p0, R, speed, x = self._inputs(history)
+        p0, R, speed, inp = self._inputs(history, nb, nb_mask)
         y = np.einsum("nji,ntj->nti", R, future - p0[:, None])  # agent frame
         cfg = self._cfg(self.horizon_)
         key = random_state_to_key(self.random_state)
-        n = len(x)
+        k_init, k_perm = jax.random.split(key)
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(k_perm)).ravel().tolist())
+        n_all = len(y)
+        val = None
+        if self.validation_fraction > 0:
+            n_val = int(round(self.validation_fraction * n_all))
+            if not 1 <= n_val < n_all:
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction} leaves {n_val} of "
+                    f"{n_all} samples for validation; it must keep at least one sample on "
+                    "each side. Pass more samples or another fraction (0 disables it)."
+                )
+            perm = rng.permutation(n_all)
+            val = (_take(inp, perm[:n_val]), y[perm[:n_val]])
+            inp, y = _take(inp, perm[n_val:]), y[perm[n_val:]]
+        n = len(y)
         bs = int(self.batch_size)
+        epochs = int(self.epochs)
         with x64_scope():
-            k_init, k_perm = jax.random.split(key)
-            sizes = (
-                x.shape[1],
-                *map(int, self.hidden_sizes),
-                cfg.n_modes * (1 + cfg.horizon * _N_PARAMS),
+            n_nb = inp["nb"].shape[-1] if "nb" in inp else 0
+            hidden = tuple(map(int, self.hidden_sizes))
+            params = _init_params(
+                k_init, cfg, inp["x"].shape[1], n_nb, hidden, int(self.embed_dim), jnp.float64
             )
-            params = _init_mlp(k_init, sizes, jnp.float64)
             opt_state = _make_optimizer(jnp.asarray(self.learning_rate, jnp.float64)).init(params)
-            rng = np.random.default_rng(np.asarray(jax.random.key_data(k_perm)).ravel().tolist())
-            idx, w, nb = _minibatch_plan(n, bs, int(self.epochs), rng)
+            idx, w, epoch_of = _minibatch_plan(n, bs, epochs, rng, align=val is not None)
+            n_real = int((epoch_of >= 0).sum())
             hyper = self._hyper()
-            step_losses = []
+            step_losses, val_losses = [], []
+            best = (np.inf, params, 0)
             n_calls = len(idx) // _STEPS_PER_CALL
+            per_epoch = len(idx) // epochs  # steps per epoch (with align)
             for c in tqdm(range(n_calls), disable=self.verbose <= 0, desc="steps/16"):
                 sl = slice(c * _STEPS_PER_CALL, (c + 1) * _STEPS_PER_CALL)
+                if self.learning_rate_schedule == "cosine":  # traced: no recompile
+                    frac = (epoch_of[: c * _STEPS_PER_CALL] >= 0).sum() / n_real
+                    lr = 0.5 * self.learning_rate * (1.0 + np.cos(np.pi * frac))
+                    opt_state[1].hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float64)
                 ii = idx[sl]
                 params, opt_state, loss = _train_steps(
                     params,
                     opt_state,
-                    jnp.asarray(x[ii]),
-                    jnp.asarray(speed[ii]),
+                    {k: jnp.asarray(v[ii]) for k, v in inp.items()},
                     jnp.asarray(y[ii]),
                     jnp.asarray(w[sl]),
                     hyper,
                     cfg=cfg,
                 )
                 step_losses.append(loss)
-            step_losses = np.asarray(jnp.concatenate(step_losses))[: int(self.epochs) * nb]
-            wsum = w[: int(self.epochs) * nb].sum(1).reshape(-1, nb)
-            losses = (step_losses.reshape(-1, nb) * wsum).sum(1) / wsum.sum(1)
+                # aligned plan: each epoch fills whole calls, so a call may end one
+                if val is not None and (c + 1) * _STEPS_PER_CALL % per_epoch == 0:
+                    done = (c + 1) * _STEPS_PER_CALL // per_epoch
+                    v = _loss_chunked(params, val[0], val[1], hyper, cfg)
+                    val_losses.append(v)
+                    if v < best[0]:
+                        best = (v, params, done)
+            step_losses = np.asarray(jnp.concatenate(step_losses))
+            real = epoch_of >= 0
+            wsum = w.sum(1)[real]
+            losses = np.bincount(
+                epoch_of[real], weights=step_losses[real] * wsum, minlength=epochs
+            ) / np.bincount(epoch_of[real], weights=wsum, minlength=epochs)
             check_finite_result(
                 "training loss",
                 losses,
                 "Lower learning_rate, raise min_std, or check the data for outliers.",
             )
-            _, mean, _, _, _ = _forward_chunked(params, x, speed, hyper, cfg)
-        best = np.argmin(np.linalg.norm(mean - y[:, None], axis=-1).mean(-1), axis=1)
+            if val is not None:
+                params = best[1]
+            _, mean, _, _, _ = _forward_chunked(params, inp, hyper, cfg)
+        modes = np.argmin(np.linalg.norm(mean - y[:, None], axis=-1).mean(-1), axis=1)
         self.params_ = to_numpy(params)
         self.loss_curve_ = losses
-        self.mode_usage_ = np.bincount(best, minlength=cfg.n_modes) / n
+        self.validation_losses_ = None if val is None else np.array(val_losses)
+        self.best_epoch_ = epochs if val is None else int(best[2])
+        self.mode_usage_ = np.bincount(modes, minlength=cfg.n_modes) / n
         return self
 
-    def _predict_agent(self, history):
+    def _predict_agent(self, history, neighbours=None, neighbour_mask=None):
         self._check_is_fitted()
         history = self._check_history(history, reset=False)
-        p0, R, speed, x = self._inputs(history)
+        nb, nb_mask = self._check_neighbours(history, neighbours, neighbour_mask, reset=False)
+        p0, R, speed, inp = self._inputs(history, nb, nb_mask)
         cfg = self._cfg(self.horizon_)
         with x64_scope():
-            logits, mean, cov, _, _ = _forward_chunked(self.params_, x, speed, self._hyper(), cfg)
+            logits, mean, cov, _, _ = _forward_chunked(self.params_, inp, self._hyper(), cfg)
         probs = np.exp(logits - logits.max(1, keepdims=True))
         probs /= probs.sum(1, keepdims=True)
-        return p0, R, speed, x, probs, mean, cov
+        return p0, R, inp, probs, mean, cov
 
-    def predict_gaussians(self, history):
+    def predict_gaussians(self, history, neighbours=None, neighbour_mask=None):
         """Mode probabilities and per-step position Gaussians in the world frame.
+
+        ``neighbours`` / ``neighbour_mask`` as in :meth:`fit` (with ``social``).
 
         Returns
         -------
@@ -643,17 +943,19 @@ class KinematicGMMForecaster(MixprocEstimator):
         covariances : ndarray of shape (N, K, T, 2, 2)
             Rotated back from the agent frame (:math:`R\\Sigma R^\\top`).
         """
-        p0, R, _, _, probs, mean, cov = self._predict_agent(history)
+        p0, R, _, probs, mean, cov = self._predict_agent(history, neighbours, neighbour_mask)
         means = np.einsum("nij,nktj->nkti", R, mean) + p0[:, None, None]
         covs = np.einsum("nij,nktjl,nml->nktim", R, cov, R)
         return probs, means, covs
 
-    def predict(self, history):
+    def predict(self, history, neighbours=None, neighbour_mask=None):
         """Mode trajectories (N, K, T, 2) and mode probabilities (N, K)."""
-        probs, means, _ = self.predict_gaussians(history)
+        probs, means, _ = self.predict_gaussians(history, neighbours, neighbour_mask)
         return means, probs
 
-    def predictive_distribution(self, history) -> GaussianMixture:
+    def predictive_distribution(
+        self, history, neighbours=None, neighbour_mask=None
+    ) -> GaussianMixture:
         """Per-step predictive mixture over world-frame positions.
 
         Returns
@@ -666,16 +968,17 @@ class KinematicGMMForecaster(MixprocEstimator):
             :func:`mixtures.base.x64_scope` to keep float64 (JAX otherwise computes in
             float32).
         """
-        probs, means, covs = self.predict_gaussians(history)
+        probs, means, covs = self.predict_gaussians(history, neighbours, neighbour_mask)
         with x64_scope():
             return step_mixture(jnp.asarray(probs), jnp.asarray(means), jnp.asarray(covs))
 
-    def score(self, history, future):
+    def score(self, history, future, neighbours=None, neighbour_mask=None):
         """Mean per-step log-likelihood of ``future`` under the predictive mixture (nats)."""
-        probs, means, covs = self.predict_gaussians(history)
+        probs, means, covs = self.predict_gaussians(history, neighbours, neighbour_mask)
         return -_metrics.nll(future, probs, means, covs, per="step")
 
-    def sample(self, history, n_samples=20, random_state=None):
+    def sample(self, history, n_samples=20, random_state=None, neighbours=None,
+               neighbour_mask=None):  # fmt: skip
         """Sample trajectories (N, n_samples, T, 2) in the world frame.
 
         A mode is drawn from the mode probabilities; for propagated kinematic variances
@@ -683,21 +986,16 @@ class KinematicGMMForecaster(MixprocEstimator):
         (kinematically feasible paths); otherwise per-step positions are sampled
         independently.
         """
-        p0, R, speed, x, _, _, _ = self._predict_agent(history)
+        p0, R, inp, _, _, _ = self._predict_agent(history, neighbours, neighbour_mask)
         cfg = self._cfg(self.horizon_)
         key = random_state_to_key(random_state)
         with x64_scope():
+            padded = {k: jnp.asarray(v) for k, v in _pad(inp).items()}
             s = np.asarray(
                 _sample_core(
-                    self.params_,
-                    jnp.asarray(_pad(x)),
-                    jnp.asarray(_pad(speed)),
-                    self._hyper(),
-                    key,
-                    cfg=cfg,
-                    n_samples=int(n_samples),
+                    self.params_, padded, self._hyper(), key, cfg=cfg, n_samples=int(n_samples)
                 )
-            )[: len(x)]
+            )[: len(p0)]
         return np.einsum("nij,nstj->nsti", R, s) + p0[:, None, None]
 
     def __sklearn_tags__(self):

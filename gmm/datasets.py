@@ -55,12 +55,20 @@ class TrajectoryData(NamedTuple):
         Intent index into :data:`INTENTS` (synthetic) or the track id (ETH/UCY).
     dt : float
         Step length in seconds.
+    neighbours : ndarray of shape (N, M, H, 2) or None
+        Observed positions of up to M other agents over the same H steps as ``history``
+        (ETH/UCY with ``max_neighbours > 0``), nearest first at the current step; zeros
+        where ``neighbour_mask`` is False.
+    neighbour_mask : ndarray of bool of shape (N, M) or None
+        Which neighbour slots hold an agent.
     """
 
     history: np.ndarray
     future: np.ndarray
     labels: np.ndarray
     dt: float
+    neighbours: np.ndarray | None = None
+    neighbour_mask: np.ndarray | None = None
 
 
 def _intent_profiles(intent, t, v0, rng_vals):
@@ -255,7 +263,7 @@ def _read_eth_ucy_file(path):
 
 
 def _tracks(raw, frame_step):
-    """Split rows into contiguous tracks: dict (ped_id, segment) -> (n, 2) positions."""
+    """Split rows into contiguous tracks: a list of (ped_id, first step, (n, 2) positions)."""
     step = np.round(raw[:, 0] / frame_step).astype(np.int64)
     pid = raw[:, 1].astype(np.int64)
     order = np.lexsort((step, pid))
@@ -264,7 +272,7 @@ def _tracks(raw, frame_step):
     start = 0
     for i in range(1, len(step) + 1):
         if i == len(step) or pid[i] != pid[start] or step[i] != step[i - 1] + 1:
-            out.append((int(pid[start]), xy[start:i]))
+            out.append((int(pid[start]), int(step[start]), xy[start:i]))
             start = i
     return out
 
@@ -279,6 +287,7 @@ def load_eth_ucy(
     stride=1,
     frame_step=10,
     dt=0.4,
+    max_neighbours=0,
 ):
     """Sliding windows from the raw ETH/UCY pedestrian text files.
 
@@ -306,12 +315,19 @@ def load_eth_ucy(
         Frame-id increment per step.
     dt : float
         Step length in seconds (returned as ``TrajectoryData.dt``).
+    max_neighbours : int, default=0
+        With ``M > 0``, also return the M other pedestrians of the same file nearest to
+        the agent at its current (last observed) step, with their positions over the H
+        observed steps (``neighbours`` (N, M, H, 2), ``neighbour_mask`` (N, M)). Only
+        frames up to the current one are read, so nothing from the future enters; a
+        neighbour not yet seen at an earlier observed step repeats its first observed
+        position there (a gap repeats the last one before it).
 
     Returns
     -------
     TrajectoryData
         ``history`` (N, H, 2), ``future`` (N, T, 2) in world coordinates, ``labels`` the
-        pedestrian ids, ``dt``.
+        pedestrian ids, ``dt`` (and the neighbours, with ``max_neighbours > 0``).
 
     Raises
     ------
@@ -338,7 +354,10 @@ def load_eth_ucy(
     for name, val in (("history", history), ("horizon", horizon), ("stride", stride)):
         if int(val) != val or val < 1:
             raise ValueError(f"{name} must be a positive integer; got {val!r}.")
-    hs, fs, ids = [], [], []
+    if int(max_neighbours) != max_neighbours or max_neighbours < 0:
+        raise ValueError(f"max_neighbours must be a non-negative integer; got {max_neighbours!r}.")
+    M = int(max_neighbours)
+    hs, fs, ids, nbs, masks = [], [], [], [], []
     w = history + horizon
     for stem in stems:
         path = os.path.join(directory, stem + ".txt")
@@ -347,12 +366,63 @@ def load_eth_ucy(
                 f"ETH/UCY file {path!r} not found. Known scenes: {sorted(ETH_UCY_SCENES)}; "
                 "pass the folder holding the raw *.txt files."
             )
-        for pid, xy in _tracks(_read_eth_ucy_file(path), frame_step):
+        raw = _read_eth_ucy_file(path)
+        scene = _SceneIndex(raw, frame_step) if M else None
+        for pid, first, xy in _tracks(raw, frame_step):
             for s in range(0, len(xy) - w + 1, stride):
                 hs.append(xy[s : s + history])
                 fs.append(xy[s + history : s + w])
                 ids.append(pid)
+                if M:
+                    nb, mask = scene.neighbours(pid, first + s + history - 1, history, M)
+                    nbs.append(nb)
+                    masks.append(mask)
     if not hs:
         empty = np.empty((0, history, 2)), np.empty((0, horizon, 2))
-        return TrajectoryData(*empty, np.empty(0, dtype=np.int64), float(dt))
-    return TrajectoryData(np.stack(hs), np.stack(fs), np.asarray(ids, dtype=np.int64), float(dt))
+        extra = (np.empty((0, M, history, 2)), np.empty((0, M), bool)) if M else ()
+        return TrajectoryData(*empty, np.empty(0, dtype=np.int64), float(dt), *extra)
+    extra = (np.stack(nbs), np.stack(masks)) if M else ()
+    return TrajectoryData(
+        np.stack(hs), np.stack(fs), np.asarray(ids, dtype=np.int64), float(dt), *extra
+    )
+
+
+class _SceneIndex:
+    """Positions of every pedestrian of one file by step, for neighbour look-ups."""
+
+    def __init__(self, raw, frame_step):
+        step = np.round(raw[:, 0] / frame_step).astype(np.int64)
+        pid = raw[:, 1].astype(np.int64)
+        self.at = {}  # step -> (pids, positions)
+        order = np.argsort(step, kind="stable")
+        step, pid, xy = step[order], pid[order], raw[order, 2:]
+        cuts = np.flatnonzero(np.diff(step)) + 1
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(step)]):
+            self.at[int(step[a])] = (pid[a:b], xy[a:b])
+        self.track = {}  # pid -> {step: position}
+        for s, p, q in zip(step.tolist(), pid.tolist(), xy):
+            self.track.setdefault(p, {})[s] = q
+
+    def neighbours(self, pid, now, history, M):
+        """The M others nearest to ``pid`` at step ``now``: (M, H, 2) positions, (M,) mask.
+
+        Reads steps ``now - H + 1 .. now`` only.
+        """
+        out, mask = np.zeros((M, history, 2)), np.zeros(M, bool)
+        pids, xy = self.at.get(now, (np.empty(0, np.int64), np.empty((0, 2))))
+        me = pids == pid
+        if not me.any():
+            return out, mask
+        others = np.flatnonzero(~me)
+        dist = np.linalg.norm(xy[others] - xy[me][0], axis=1)
+        for j, i in enumerate(others[np.argsort(dist, kind="stable")[:M]]):
+            track = self.track[int(pids[i])]
+            steps = range(now - history + 1, now + 1)
+            seen = [track.get(t) for t in steps]
+            first = next(q for q in seen if q is not None)
+            last = first
+            for t, q in enumerate(seen):
+                last = q if q is not None else last
+                out[j, t] = last
+            mask[j] = True
+        return out, mask

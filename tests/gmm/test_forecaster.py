@@ -99,7 +99,7 @@ def test_pickle_clone_and_errors(data, fitted):
     np.testing.assert_array_equal(
         restored.predict(test.history[:5])[0], fitted.predict(test.history[:5])[0]
     )
-    assert all(isinstance(w, np.ndarray) for layer in fitted.params_ for w in layer)
+    assert all(isinstance(w, np.ndarray) for w in jax.tree_util.tree_leaves(fitted.params_))
     c = clone(fitted)
     assert c.get_params() == fitted.get_params()
     with pytest.raises(NotFittedError):
@@ -132,12 +132,17 @@ def test_refit_other_sizes_compiles_nothing(data, fitted):
     # padding rows carry zero weight: a fit on N rows equals a fit on the same N rows
     # whose minibatch plan is padded differently (batch 50 vs 64 changes the steps, so
     # compare instead the plan itself: every real row is used exactly once per epoch)
-    idx, w, nb = core._minibatch_plan(123, 50, 3, np.random.default_rng(0))
-    assert nb == 3 and idx.shape[0] % core._STEPS_PER_CALL == 0
-    for e in range(3):
-        rows = idx[e * nb : (e + 1) * nb][w[e * nb : (e + 1) * nb] > 0]
-        assert sorted(rows.tolist()) == list(range(123))
-    assert w[3 * nb :].sum() == 0
+    for align in (False, True):
+        idx, w, epoch = core._minibatch_plan(123, 50, 3, np.random.default_rng(0), align=align)
+        assert idx.shape[0] % core._STEPS_PER_CALL == 0 and len(epoch) == len(idx)
+        for e in range(3):
+            assert (epoch == e).sum() == 3  # ceil(123 / 50) minibatches
+            rows = idx[epoch == e][w[epoch == e] > 0]
+            assert sorted(rows.tolist()) == list(range(123))
+        assert w[epoch < 0].sum() == 0
+        if align:  # every epoch fills whole jitted calls
+            starts = np.flatnonzero((epoch[1:] >= 0) & (np.diff(epoch) != 0)) + 1
+            assert starts.tolist() == [16, 32]
 
 
 @pytest.mark.parametrize(
