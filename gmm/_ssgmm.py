@@ -200,6 +200,12 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         ``n_components`` and the ``*_init`` parameters are then not used as starts, so the
         answer does not depend on them (``n_components`` still bounds the number of known
         classes).
+    n_restarts : int, default=1
+        Independent runs of the whole search (each start of ``"two_sided"``), from new
+        random initialisations; the end state with the highest DP-NIW log posterior is
+        kept (``history_["starts"]`` lists every run). The split/merge chain is a local
+        search, so restarts find partitions of higher posterior more often. With
+        ``prior="calibrated"`` the fold searches run once each.
     reg_covar : float, default=1e-6
     n_init : int, default=1
         Initialisations of the first EM phase (semi-supervised k-means from GCD's seeding;
@@ -320,6 +326,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         bookkeeping="corrected",
         prior=None,
         search="single",
+        n_restarts=1,
         reg_covar=1e-6,
         n_init=1,
         max_iter=100,
@@ -352,6 +359,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         self.bookkeeping = bookkeeping
         self.prior = prior
         self.search = search
+        self.n_restarts = n_restarts
         self.reg_covar = reg_covar
         self.n_init = n_init
         self.max_iter = max_iter
@@ -390,6 +398,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
             NIWPrior,
         ],
         "search": [StrOptions({"single", "two_sided"})],
+        "n_restarts": [Interval(numbers.Integral, 1, None, closed="left")],
         "reg_covar": [Interval(numbers.Real, 0.0, None, closed="left")],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -463,7 +472,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
         # the folds start from the default K0 (not the user's n_components), so the chosen
         # prior does not depend on the start of the final search
         inner = clone(self).set_params(
-            inference="em", verbose=0, n_components=None,
+            inference="em", verbose=0, n_components=None, n_restarts=1,
             weights_init=None, means_init=None, precisions_init=None,
         )  # fmt: skip
         results: dict[tuple[float, float], tuple[list, list]] = {}
@@ -775,15 +784,20 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
             "X": Xc, "y": y, "mesh": make_mesh(), "prior": prior, "n_fixed": n_fixed,
             "alpha": alpha,
         }  # fmt: skip
-        if self.search == "two_sided" and self.split_merge:
+        two_sided = self.search == "two_sided" and self.split_merge
+        restarts = int(self.n_restarts) if self.split_merge else 1
+        if two_sided:
             # from above (the default start) and from below (one new component), whatever
             # n_components says: keep the partition the model prefers
-            starts = (min(max(4 * n_fixed, n_fixed + 1, 2), n), min(n_fixed + 1, n))
-            runs = [
-                self._search_from(ctx, X, k, known, offset, rng, use_init=False) for k in starts
-            ]
-            pick = int(np.argmax([r[1]["log_posterior"][-1] for r in runs]))
-            state, history, labels = runs[pick]
+            starts = (min(max(4 * n_fixed, n_fixed + 1, 2), n), min(n_fixed + 1, n)) * restarts
+        else:
+            starts = (k0,) * restarts
+        runs = [
+            self._search_from(ctx, X, k, known, offset, rng, use_init=not two_sided) for k in starts
+        ]
+        pick = int(np.argmax([r[1]["log_posterior"][-1] for r in runs]))
+        state, history, labels = runs[pick]
+        if len(runs) > 1:
             history["starts"] = [
                 {
                     "K0": int(k),
@@ -793,12 +807,7 @@ class SemiSupervisedGMM(ClusterMixin, MixtureMixin, MixprocEstimator):
                 for k, r in zip(starts, runs)
             ]
             history["chosen_start"] = pick
-            visits = [r[1]["n_components"] for r in runs]
-        else:
-            state, history, labels = self._search_from(
-                ctx, X, k0, known, offset, rng, use_init=True
-            )
-            visits = [history["n_components"]]
+        visits = [r[1]["n_components"] for r in runs]
         w, m, c, lb, n_iter, conv = state
         self.n_components_posterior_ = _visit_frequencies(visits)
         self.prior_ = NIWPrior(

@@ -120,3 +120,27 @@ def test_search_prunes_empty_components_and_reports_k_visits():
     want = {k: half.count(k) / len(half) for k in set(half)}
     assert m.n_components_posterior_ == pytest.approx(want)
     assert sum(m.n_components_posterior_.values()) == pytest.approx(1.0)
+
+
+def test_restarts_keep_the_highest_posterior(data):
+    """n_restarts reruns the whole search; the first run is the n_restarts=1 fit (same
+    random stream), so the kept partition's log posterior can only be higher."""
+    X, y, _ = data
+    kw = dict(prior="empirical_bayes", max_rounds=3, random_state=0)
+    one = SemiSupervisedGMM(20, **kw).fit(X, y)
+    three = SemiSupervisedGMM(20, n_restarts=3, **kw).fit(X, y)
+    starts = three.history_["starts"]
+    assert [s["K0"] for s in starts] == [20, 20, 20]
+    assert starts[0]["K"] == one.n_components_
+    np.testing.assert_allclose(starts[0]["log_posterior"], one.history_["log_posterior"][-1])
+    lp = [s["log_posterior"] for s in starts]
+    assert three.history_["chosen_start"] == int(np.argmax(lp))
+    np.testing.assert_allclose(three.history_["log_posterior"][-1], max(lp))
+    assert max(lp) >= one.history_["log_posterior"][-1]
+    assert len(set(np.round(lp, 6))) > 1  # the restarts explore different partitions
+    # two-sided: both starts per restart
+    two = SemiSupervisedGMM(prior="empirical_bayes", search="two_sided", n_restarts=2,
+                            max_rounds=3, random_state=0).fit(X, y)  # fmt: skip
+    assert [s["K0"] for s in two.history_["starts"]] == [20, 6, 20, 6]
+    with pytest.raises(ValueError, match="n_restarts"):
+        SemiSupervisedGMM(n_restarts=0).fit(X, y)
