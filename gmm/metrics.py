@@ -186,6 +186,13 @@ def nll(future, weights, means, covariances, *, per="step"):
     return float(-np.mean(np.asarray(lp)))
 
 
+def _check_levels(levels):
+    levels = np.asarray(levels, dtype=float)
+    if levels.ndim != 1 or np.any(levels <= 0):
+        raise ValueError(f"levels must be a 1-D sequence of positive radii; got {levels}.")
+    return levels
+
+
 class CoverageResult(NamedTuple):
     """Empirical vs nominal coverage of the positive mode's k-sigma ellipses.
 
@@ -241,9 +248,7 @@ def calibration_coverage(future, means, covariances, *, levels=(1.0, 2.0), steps
             f"covariances must have shape {means.shape + (2,)} to match means; "
             f"got {covariances.shape}."
         )
-    levels = np.asarray(levels, dtype=float)
-    if levels.ndim != 1 or np.any(levels <= 0):
-        raise ValueError(f"levels must be a 1-D sequence of positive radii; got {levels}.")
+    levels = _check_levels(levels)
     best = np.linalg.norm(means - future[:, None], axis=-1).mean(-1).argmin(1)
     idx = np.arange(future.shape[0])
     mu, cov = means[idx, best], covariances[idx, best]  # (N, T, 2), (N, T, 2, 2)
@@ -302,9 +307,7 @@ def mixture_coverage(
     [0.4, 0.9]
     """
     future, weights, means, covariances = _check_mixture(future, weights, means, covariances)
-    levels = np.asarray(levels, dtype=float)
-    if levels.ndim != 1 or np.any(levels <= 0):
-        raise ValueError(f"levels must be a 1-D sequence of positive radii; got {levels}.")
+    levels = _check_levels(levels)
     if int(n_samples) != n_samples or n_samples < 10:
         raise ValueError(f"n_samples must be an integer >= 10; got {n_samples!r}.")
     S = int(n_samples)
