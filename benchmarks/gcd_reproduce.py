@@ -79,8 +79,12 @@ def run_set(
     bookkeeping="corrected",
     search="single",
     restarts=1,
+    flush=None,
 ):
-    """Run the chosen arms on one set; return one dict per (seed, method)."""
+    """Run the chosen arms on one set; return one dict per (seed, method).
+
+    ``flush(rows)``, if given, is called with the rows so far after every seed.
+    """
     from gmm import (
         GeneralizedCategoryDiscovery,
         SemiSupervisedGMM,
@@ -183,6 +187,8 @@ def run_set(
             ).fit(X, s.y)  # fmt: skip
             record("GPC alternating (K0=2K, 3 epochs)", seed, g.labels_, g.n_components_,
                    time.perf_counter() - t, u, s)  # fmt: skip
+        if flush is not None:
+            flush(out)
     return out
 
 
@@ -319,13 +325,17 @@ def main(argv=None):
     starts = a.starts or (["|Old|+1", "2K"] if a.quick else ["|Old|+1", "K", "2K", "3K"])
     prior = None if a.prior == "default" else a.prior
     rows = []
+
+    def flush(new):  # write after every seed so a cut-off shard keeps its rows
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(rows + new, f, indent=1)
+
     for name in sets:
         X, y, n_old = load_set(name, pathlib.Path(a.data_dir))
         rows += run_set(name, X, y, n_old, seeds, a.arms, starts, a.rules, a.max_rounds,
-                        a.assignment, prior, a.bookkeeping, a.search, a.restarts)  # fmt: skip
-        if a.json:  # write after every set so a cut-off shard keeps its rows
-            with open(a.json, "w") as f:
-                json.dump(rows, f, indent=1)
+                        a.assignment, prior, a.bookkeeping, a.search, a.restarts,
+                        flush)  # fmt: skip
     print_tables(rows)
     print_diagnosis(rows)
     return rows
