@@ -867,7 +867,8 @@ class KinematicGMMForecaster(MixprocEstimator):
             )
             opt_state = _make_optimizer(jnp.asarray(self.learning_rate, jnp.float64)).init(params)
             idx, w, epoch_of = _minibatch_plan(n, bs, epochs, rng, align=val is not None)
-            n_real = int((epoch_of >= 0).sum())
+            steps_before = np.concatenate([[0], np.cumsum(epoch_of >= 0)])  # real steps
+            n_real = int(steps_before[-1])
             hyper = self._hyper()
             step_losses, val_losses = [], []
             best = (np.inf, params, 0)
@@ -876,7 +877,7 @@ class KinematicGMMForecaster(MixprocEstimator):
             for c in tqdm(range(n_calls), disable=self.verbose <= 0, desc="steps/16"):
                 sl = slice(c * _STEPS_PER_CALL, (c + 1) * _STEPS_PER_CALL)
                 if self.learning_rate_schedule == "cosine":  # traced: no recompile
-                    frac = (epoch_of[: c * _STEPS_PER_CALL] >= 0).sum() / n_real
+                    frac = steps_before[c * _STEPS_PER_CALL] / n_real
                     lr = 0.5 * self.learning_rate * (1.0 + np.cos(np.pi * frac))
                     opt_state[1].hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float64)
                 ii = idx[sl]
