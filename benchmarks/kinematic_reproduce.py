@@ -261,7 +261,7 @@ def print_small_data(recs):
 # ------------------------------------------------------------------------------ (3)
 
 
-def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True):
+def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=None):
     """Leave-one-scene-out: train on the other scenes (10 % of their windows held out for
     early stopping), test on the scene's own files; arms share encoder and budget."""
     out = []
@@ -286,7 +286,8 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True):
                     dt=0.4, encoder=cfg["eth_encoder"], social=social,
                     hidden_sizes=cfg["eth_hidden"], epochs=cfg["eth_epochs"],
                     batch_size=cfg["batch_size"], learning_rate_schedule="cosine",
-                    validation_fraction=0.1, min_std=0.05, random_state=seed,
+                    validation_fraction=0.1, min_std=cfg["eth_min_std"], random_state=seed,
+                    df=cfg["eth_df"],
                 )  # fmt: skip
                 nb = {}
                 if social:
@@ -297,21 +298,25 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True):
                 nbt = nbt if social else {}
                 probs, means, covs = m.predict_gaussians(te.history, **nbt)
                 s = m.sample(te.history, n_samples=20, random_state=seed, **nbt)
-                cov = mixture_coverage(te.future, probs, means, covs, random_state=seed)
+                cov = mixture_coverage(te.future, probs, means, covs, random_state=seed, df=m.df_)
                 rec = dict(
                     section=3, scene=scene, arm=arm, seed=seed, n_test=len(te.history),
                     n_train=len(idx), ade=min_ade(te.future, means), fde=min_fde(te.future, means),
                     ade_samples=min_ade(te.future, s), fde_samples=min_fde(te.future, s),
-                    nll=nll(te.future, probs, means, covs), cov1=float(cov.coverage[0]),
+                    nll=nll(te.future, probs, means, covs, df=m.df_), cov1=float(cov.coverage[0]),
                     cov2=float(cov.coverage[1]), best_epoch=m.best_epoch_, fit_cpu_s=fit_cpu,
+                    df=m.df_,
                 )  # fmt: skip
                 out.append(rec)
+                if on_record is not None:
+                    on_record(rec)
                 if verbose:
                     print(
                         f"  {scene:6s} seed {seed} {arm:20s} 20 modes ADE {rec['ade']:.3f} "
                         f"FDE {rec['fde']:.3f}, 20 samples {rec['ade_samples']:.3f} / "
                         f"{rec['fde_samples']:.3f}, NLL {rec['nll']:.2f}, coverage "
-                        f"{rec['cov1']:.2f} / {rec['cov2']:.2f}, epoch {m.best_epoch_}, "
+                        f"{rec['cov1']:.2f} / {rec['cov2']:.2f}, df {m.df_ or 'normal'}, "
+                        f"epoch {m.best_epoch_}, "
                         f"fit {fit_cpu:.0f} cpu-s",
                         flush=True,
                     )
@@ -437,6 +442,10 @@ def main(argv=None):
     ap.add_argument("--eth-encoder", default="gru", choices=("gru", "mlp"))
     ap.add_argument("--eth-no-social", action="store_true", help="own history only")
     ap.add_argument("--eth-modes", type=int, default=20)
+    ap.add_argument("--eth-min-std", type=float, default=0.02, help="position std floor (m)")
+    ap.add_argument(
+        "--eth-df", default="learn", help="predictive tails: 'learn', 'normal' or a number"
+    )
     ap.add_argument("--n-full", type=int, default=None, help="full synthetic training set")
     ap.add_argument("--n-test", type=int, default=None)
     ap.add_argument("--mc", type=int, default=None, help="Monte Carlo rollouts for (1)")
@@ -480,7 +489,9 @@ def main(argv=None):
         )
     cfg.update(hidden=(64, 64), batch_size=64, eth_neighbours=8)
     cfg.update(eth_encoder=args.eth_encoder, eth_social=not args.eth_no_social)
-    cfg.update(eth_modes=args.eth_modes)
+    cfg.update(eth_modes=args.eth_modes, eth_min_std=args.eth_min_std)
+    df = args.eth_df
+    cfg.update(eth_df=None if df == "normal" else df if df == "learn" else float(df))
     for k in ("mc", "n_full", "n_test", "eth_epochs", "eth_max"):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
@@ -489,6 +500,20 @@ def main(argv=None):
     print(f"config: {json.dumps({k: v for k, v in cfg.items()})}", flush=True)
     recs = []
     t0 = time.process_time()
+
+    def save(extra=()):
+        if args.json:
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "config": {**cfg, "argv": sys.argv[1:] if argv is None else argv},
+                        "records": recs + list(extra),
+                    },
+                    indent=1,
+                    default=str,
+                )
+            )
+
     if 1 in args.sections:
         recs += propagation_runs(cfg["mc"])
         print_propagation(recs)
@@ -497,23 +522,21 @@ def main(argv=None):
     if 3 in args.sections:
         if Path(args.data).is_dir():
             seeds = args.eth_seeds if not args.quick else [0]
-            recs += eth_ucy_runs(args.data, args.scenes, args.eth_arms, seeds, cfg)
+            part = []  # written after every fit
+
+            def on_record(rec):
+                part.append(rec)
+                save(part)
+
+            recs += eth_ucy_runs(
+                args.data, args.scenes, args.eth_arms, seeds, cfg, on_record=on_record
+            )
         else:
             print(f"ETH/UCY data not found at {args.data}; section 3 skipped")
     print_small_data([r for r in recs if r["section"] == 2])
     print_eth_ucy([r for r in recs if r["section"] == 3])
     print(f"\ntotal process CPU time: {time.process_time() - t0:.0f} s")
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "config": {**cfg, "argv": sys.argv[1:] if argv is None else argv},
-                    "records": recs,
-                },
-                indent=1,
-                default=str,
-            )
-        )
+    save()
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ class _Config(NamedTuple):
     curvature: bool
     encoder: str = "mlp"
     social: str | None = None
+    tail: str | None = None  # None (Gaussian), "fixed" or "learn" (Student-t df)
 
 
 _SEQ_FEATURES = 4  # per history step for the GRU: agent-frame position and displacement
@@ -166,7 +167,19 @@ def _init_params(key, cfg, n_x, n_nb, hidden_sizes, embed_dim, dtype):
         }
         n_head_in += D
     params["head"] = _init_mlp(rng, (n_head_in, *hidden_sizes, n_out), dtype)
+    if cfg.tail == "learn":
+        params["df"] = jnp.asarray(_DF_INIT_RAW, dtype)
     return params
+
+
+_DF_INIT_RAW = float(np.log(np.expm1(4.0)))  # learned df = 1 + softplus(raw) starts at 5
+
+
+def _df(params, hyper, cfg):
+    """Student-t degrees of freedom of the predictive (None: Gaussian)."""
+    if cfg.tail == "learn":
+        return 1.0 + jax.nn.softplus(params["df"])
+    return hyper["df"] if cfg.tail == "fixed" else None
 
 
 def _mlp(params, x):
@@ -319,13 +332,14 @@ def _loss_one(params, inp, y, hyper, cfg):
     """Training loss of one agent (``y`` (T, 2) in the agent frame); see the class doc."""
     logits, mean, cov, _, _ = _forward_one(params, inp, hyper, cfg)
     T = cfg.horizon
+    df = _df(params, hyper, cfg)
     if cfg.loss == "wta":  # CE(mode) + NLL of the positive (min-ADE) mode
         ade = jnp.linalg.norm(jax.lax.stop_gradient(mean) - y[None], axis=-1).mean(-1)
         h = jnp.argmin(ade)
         # only the positive mode's Gaussians get gradients: factorise just those
-        positive = step_mixture(jnp.ones(1, mean.dtype), mean[h][None], cov[h][None])
-        return -jax.nn.log_softmax(logits)[h] - positive.component_log_prob(y).sum() / T
-    mixture = step_mixture(jax.nn.softmax(logits), mean, cov)  # batch (T,), K modes
+        positive = step_mixture(jnp.ones(1, mean.dtype), mean[h][None], cov[h][None], df)
+        return -jax.nn.log_softmax(logits)[h] - trajectory_log_prob(positive, y) / T
+    mixture = step_mixture(jax.nn.softmax(logits), mean, cov, df)  # batch (T,), K modes
     return -trajectory_log_prob(mixture, y) / T  # full per-trajectory mixture NLL
 
 
@@ -453,6 +467,12 @@ def _sample_core(params, inp, hyper, key, *, cfg, n_samples):
     modes = jax.random.categorical(k1, logits[:, None, :], shape=(N, n_samples))
     idx = jnp.arange(N)[:, None]
     eps = jax.random.normal(k2, (N, n_samples, T, 2), dtype)
+    df = _df(params, hyper, cfg)
+    if df is not None:  # one gamma scale per sampled trajectory (see trajectory_log_prob)
+        g = jax.random.gamma(jax.random.fold_in(key, 1), df / 2, (N, n_samples, 1, 1), dtype) / (
+            df / 2
+        )
+        eps = eps / jnp.sqrt(g)
     if cfg.formulation == "position" or cfg.variance == "learned":
         L = jnp.linalg.cholesky(cov[idx, modes])
         return mean[idx, modes] + jnp.einsum("nstij,nstj->nsti", L, eps)
@@ -557,6 +577,18 @@ class KinematicGMMForecaster(MixprocEstimator):
         of the best epoch are kept (early stopping). Overlapping windows of one track
         can fall on both sides; hold out whole tracks yourself for a stricter split.
     loss : {"wta", "mixture"}
+    df : None, float or "learn", default=None
+        Tails of the predictive distribution. ``None``: each mode's steps are the
+        Gaussians above. A number :math:`\\nu > 0`: each mode is their gamma scale
+        mixture, one scale :math:`g \\sim \\mathrm{Gamma}(\\nu/2, \\nu/2)` shared by the
+        whole trajectory (covariances :math:`\\Sigma_{k,t} / g`), so that every step's
+        marginal is a bivariate Student-t with the kinematic :math:`\\Sigma_{k,t}` as scale
+        matrix (Andrews & Mallows, 1974) and a mode's trajectory density is the
+        2T-variate Student-t; both losses use it. ``"learn"``:
+        :math:`\\nu = 1 + \\mathrm{softplus}(\\theta)` is learned with the network
+        (starting at 5). Heavy tails keep the predictive calibrated when some
+        trajectories are off by a common factor (a walker faster or slower than
+        predicted) without widening every forecast.
     min_std : float, default=0.1
         Position standard-deviation floor (m).
     random_state : None, int, numpy.random.RandomState or numpy.random.Generator
@@ -578,6 +610,8 @@ class KinematicGMMForecaster(MixprocEstimator):
         Number of epochs of the kept parameters (``epochs`` without validation).
     max_neighbours_ : int
         Neighbour slots M seen in :meth:`fit` (with ``social``).
+    df_ : float or None
+        Degrees of freedom of the predictive (fixed or learned); ``None`` for Gaussian.
     mode_usage_ : ndarray of shape (n_modes,)
         Fraction of training samples whose positive (min-ADE) mode is each mode.
     n_features_in_ : int
@@ -632,6 +666,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         "learning_rate_schedule": [StrOptions({"constant", "cosine"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "loss": [StrOptions({"wta", "mixture"})],
+        "df": [None, Interval(Real, 0, None, closed="neither"), StrOptions({"learn"})],
         "min_std": [Interval(Real, 0, None, closed="neither")],
         "random_state": RANDOM_STATE,
         "verbose": ["verbose"],
@@ -656,6 +691,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         learning_rate_schedule="constant",
         validation_fraction=0.0,
         loss="wta",
+        df=None,
         min_std=0.1,
         random_state=None,
         verbose=0,
@@ -676,6 +712,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         self.learning_rate_schedule = learning_rate_schedule
         self.validation_fraction = validation_fraction
         self.loss = loss
+        self.df = df
         self.min_std = min_std
         self.random_state = random_state
         self.verbose = verbose
@@ -780,6 +817,7 @@ class KinematicGMMForecaster(MixprocEstimator):
             ),
             "speed_scale": jnp.asarray(self.speed_scale_, jnp.float64),
             "min_std": jnp.asarray(self.min_std, jnp.float64),
+            "df": jnp.asarray(self.df if isinstance(self.df, Real) else 0.0, jnp.float64),
         }
 
     def _cfg(self, horizon):
@@ -793,6 +831,7 @@ class KinematicGMMForecaster(MixprocEstimator):
             curvature=self.wheelbase is None,
             encoder=self.encoder,
             social=self.social,
+            tail=None if self.df is None else ("learn" if self.df == "learn" else "fixed"),
         )
 
     # -- fit / predict ---------------------------------------------------------------
@@ -918,6 +957,13 @@ class KinematicGMMForecaster(MixprocEstimator):
         self.validation_losses_ = None if val is None else np.array(val_losses)
         self.best_epoch_ = epochs if val is None else int(best[2])
         self.mode_usage_ = np.bincount(modes, minlength=cfg.n_modes) / n
+        self.df_ = (
+            None
+            if self.df is None
+            else float(
+                self.df if cfg.tail == "fixed" else 1.0 + np.logaddexp(0.0, self.params_["df"])
+            )
+        )
         return self
 
     def _predict_agent(self, history, neighbours=None, neighbour_mask=None):
@@ -942,7 +988,9 @@ class KinematicGMMForecaster(MixprocEstimator):
         probs : ndarray of shape (N, K)
         means : ndarray of shape (N, K, T, 2)
         covariances : ndarray of shape (N, K, T, 2, 2)
-            Rotated back from the agent frame (:math:`R\\Sigma R^\\top`).
+            Rotated back from the agent frame (:math:`R\\Sigma R^\\top`). With ``df``
+            these are the Student-t scale matrices (pass ``df=model.df_`` to
+            :func:`gmm.metrics.nll` and :func:`gmm.metrics.mixture_coverage`).
         """
         p0, R, _, probs, mean, cov = self._predict_agent(history, neighbours, neighbour_mask)
         means = np.einsum("nij,nktj->nkti", R, mean) + p0[:, None, None]
@@ -961,22 +1009,22 @@ class KinematicGMMForecaster(MixprocEstimator):
 
         Returns
         -------
-        mixtures.distributions.GaussianMixture
+        mixtures.distributions.GaussianMixture or mixtures.distributions.StudentTMixture
             Batch shape (N, T), ``n_modes`` full-covariance components, event shape
-            (2,): for each agent and step a mixture of K bivariate normals with the mode
-            probabilities as weights. Its ``log_prob`` of the true positions is what
-            :meth:`score` averages. Its parameters are float64; evaluate it inside
-            :func:`mixtures.base.x64_scope` to keep float64 (JAX otherwise computes in
-            float32).
+            (2,): for each agent and step a mixture of K bivariate normals (Student-t
+            with ``df``) with the mode probabilities as weights. Its ``log_prob`` of the
+            true positions is what :meth:`score` averages. Its parameters are float64;
+            evaluate it inside :func:`mixtures.base.x64_scope` to keep float64 (JAX
+            otherwise computes in float32).
         """
         probs, means, covs = self.predict_gaussians(history, neighbours, neighbour_mask)
         with x64_scope():
-            return step_mixture(jnp.asarray(probs), jnp.asarray(means), jnp.asarray(covs))
+            return step_mixture(jnp.asarray(probs), jnp.asarray(means), jnp.asarray(covs), self.df_)
 
     def score(self, history, future, neighbours=None, neighbour_mask=None):
         """Mean per-step log-likelihood of ``future`` under the predictive mixture (nats)."""
         probs, means, covs = self.predict_gaussians(history, neighbours, neighbour_mask)
-        return -_metrics.nll(future, probs, means, covs, per="step")
+        return -_metrics.nll(future, probs, means, covs, per="step", df=self.df_)
 
     def sample(self, history, n_samples=20, random_state=None, neighbours=None,
                neighbour_mask=None):  # fmt: skip

@@ -131,16 +131,25 @@ def _check_mixture(future, weights, means, covariances):
     return future, weights, means, covariances
 
 
+def _check_df(df):
+    if df is not None and not (np.isscalar(df) and np.isreal(df) and df > 0):
+        raise ValueError(
+            f"df must be None (Gaussian modes) or a positive number (Student-t degrees of "
+            f"freedom, e.g. a forecaster's df_); got {df!r}."
+        )
+    return df
+
+
 @jax.jit
-def _nll_terms(future, weights, means, covariances):
+def _nll_terms(future, weights, means, covariances, df):
     """Per-step (N, T) and per-trajectory (N,) log-likelihoods, and the per-component
     log densities (N, T, K), non-finite where a covariance is not positive definite."""
-    mixture = step_mixture(weights, means, covariances)
+    mixture = step_mixture(weights, means, covariances, df)
     component = mixture.component_log_prob(future)
     return mixture.log_prob(future), trajectory_log_prob(mixture, future), component
 
 
-def nll(future, weights, means, covariances, *, per="step"):
+def nll(future, weights, means, covariances, *, per="step", df=None):
     """Negative log-likelihood of the ground truth under the predicted mixture.
 
     .. math::
@@ -152,7 +161,9 @@ def nll(future, weights, means, covariances, *, per="step"):
 
     in nats, with the full Gaussian normaliser (log 2 pi included). The per-trajectory
     form is the likelihood of a forecaster whose modes each hold for the whole
-    trajectory; the per-step form scores every step's marginal mixture.
+    trajectory; the per-step form scores every step's marginal mixture. With ``df`` the
+    modes are Student-t (``covariances`` are scale matrices; see
+    :meth:`gmm.KinematicGMMForecaster` ``df``).
 
     Parameters
     ----------
@@ -161,6 +172,8 @@ def nll(future, weights, means, covariances, *, per="step"):
     means : array-like of shape (N, K, T, 2)
     covariances : array-like of shape (N, K, T, 2, 2)
     per : {"step", "trajectory"}
+    df : None or float
+        Degrees of freedom of Student-t modes (``KinematicGMMForecaster.df_``).
 
     Returns
     -------
@@ -176,9 +189,11 @@ def nll(future, weights, means, covariances, *, per="step"):
     if per not in ("step", "trajectory"):
         raise ValueError(f"per must be 'step' or 'trajectory'; got {per!r}.")
     future, weights, means, covariances = _check_mixture(future, weights, means, covariances)
+    df = _check_df(df)
     with x64_scope():
         per_step, per_trajectory, component = _nll_terms(
-            *(jnp.asarray(a) for a in (future, weights, means, covariances))
+            *(jnp.asarray(a) for a in (future, weights, means, covariances)),
+            None if df is None else jnp.asarray(df, jnp.float64),
         )
     if not np.isfinite(np.asarray(component)).all():  # a NaN or zero Cholesky pivot
         raise ValueError("a covariance is not positive definite; add a variance floor (min_std).")
@@ -266,7 +281,7 @@ def calibration_coverage(future, means, covariances, *, levels=(1.0, 2.0), steps
 
 def mixture_coverage(
     future, weights, means, covariances, *, levels=(1.0, 2.0), n_samples=1000,
-    random_state=0,
+    random_state=0, df=None,
 ):  # fmt: skip
     """Coverage of the predictive mixture's highest-density regions, per step.
 
@@ -278,7 +293,8 @@ def mixture_coverage(
     r-sigma ellipses of a bivariate normal, :math:`q = 1 - e^{-r^2/2}` (0.393 at r = 1,
     0.865 at r = 2): for a single Gaussian the region is that ellipse. Unlike
     :func:`calibration_coverage` no mode is picked with the ground truth, so this checks
-    the calibration of the whole predictive distribution.
+    the calibration of the whole predictive distribution. With ``df`` the modes are
+    bivariate Student-t (``covariances`` are their scale matrices).
 
     Parameters
     ----------
@@ -292,6 +308,8 @@ def mixture_coverage(
         Monte Carlo draws per agent and step (the Monte Carlo standard error of each
         agent's estimate is at most 0.5 / sqrt(n_samples)).
     random_state : int
+    df : None or float
+        Degrees of freedom of Student-t modes (``KinematicGMMForecaster.df_``).
 
     Returns
     -------
@@ -308,6 +326,7 @@ def mixture_coverage(
     """
     future, weights, means, covariances = _check_mixture(future, weights, means, covariances)
     levels = _check_levels(levels)
+    df = _check_df(df)
     if int(n_samples) != n_samples or n_samples < 10:
         raise ValueError(f"n_samples must be an integer >= 10; got {n_samples!r}.")
     S = int(n_samples)
@@ -327,9 +346,11 @@ def mixture_coverage(
         comp = np.minimum((u[..., None] > cum[:, None, None, : K - 1]).sum(-1), K - 1)
         ii, tt = np.arange(n)[:, None, None], np.arange(T)[None, None, :]
         eps = rng.standard_normal((n, S, T, 2))
+        if df is not None:
+            eps /= np.sqrt(rng.gamma(df / 2, 2 / df, (n, S, T, 1)))
         x = mu[ii, comp, tt] + np.einsum("nstij,nstj->nsti", L[ii, comp, tt], eps)
         with x64_scope():
-            mix = step_mixture(jnp.asarray(w), jnp.asarray(mu), jnp.asarray(covariances[a:b]))
+            mix = step_mixture(jnp.asarray(w), jnp.asarray(mu), jnp.asarray(covariances[a:b]), df)
             lp_x = np.asarray(mix.log_prob(jnp.asarray(np.moveaxis(x, 1, 0))))  # (S, n, T)
             lp_y = np.asarray(mix.log_prob(jnp.asarray(future[a:b])))  # (n, T)
         frac.append((lp_x > lp_y[None]).mean(0))  # P(p(X) > p(y)) per agent and step

@@ -2,9 +2,9 @@
 
 The foundation, which ``gp`` and ``gmm`` build on, is the set of top-level modules:
 
-- :mod:`mixtures.distributions` -- ``GaussianMixture``, ``ScaleMixtureNormal``, the
-  closed-form ``StudentT``, ``BurrXII`` (NumPyro distributions; the only mixture densities
-  in the project);
+- :mod:`mixtures.distributions` -- ``GaussianMixture``, ``StudentTMixture``,
+  ``ScaleMixtureNormal``, the closed-form ``StudentT``, ``BurrXII`` (NumPyro distributions;
+  the only mixture densities in the project);
 - :mod:`mixtures.em` -- the one EM engine (blocked GEMM E-step, sharded over devices,
   optional NIW-MAP prior, clamped labels, soft or hard assignment);
 - :mod:`mixtures.niw` -- conjugate Normal-Inverse-Wishart algebra (MAP, evidence, split/merge
@@ -32,6 +32,8 @@ from mixtures.distributions import (
     GaussianMixture,
     ScaleMixtureNormal,
     StudentT,
+    StudentTMixture,
+    multivariate_t_log_prob,
     student_t_from_inverse_gamma,
 )
 from mixtures.em import EMResult, GaussianMixtureParams, e_step, fit_em, m_step
@@ -50,12 +52,14 @@ __all__ = [
     "SVIResult",
     "ScaleMixtureNormal",
     "StudentT",
+    "StudentTMixture",
     "check_convergence",
     "draws_to_inference_data",
     "e_step",
     "fit_em",
     "log_partition_posterior",
     "m_step",
+    "multivariate_t_log_prob",
     "run_nuts",
     "run_svi",
     "student_t_from_inverse_gamma",

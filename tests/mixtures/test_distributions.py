@@ -222,3 +222,48 @@ def test_bivariate_closed_form_matches_scipy_and_the_general_cholesky():
     with x64_scope():  # a non-positive-definite matrix gives NaN, as jnp.linalg.cholesky does
         bad = GaussianMixture(np.ones(1), np.zeros((1, 2)), np.array([[[1.0, 2.0], [2.0, 1.0]]]))
         assert np.isnan(float(bad.log_prob(jnp.zeros(2))))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_student_t_mixture_log_prob_matches_scipy(covariance_type):
+    from mixtures import StudentTMixture
+
+    rng = np.random.default_rng(1)
+    K, D, df = 3, 3, 3.7
+    weights, means, cov = _random_params(rng, K, D, covariance_type)
+    X = rng.normal(size=(40, D)) * 4
+    dense = _dense(cov, covariance_type, D)
+    ref = np.log(
+        sum(weights[k] * st.multivariate_t(means[k], dense[k], df=df).pdf(X) for k in range(K))
+    )
+    with x64_scope():
+        tm = StudentTMixture(weights, means, cov, df=df, covariance_type=covariance_type)
+        lp = np.asarray(jax.jit(lambda d, x: d.log_prob(x))(tm, jnp.asarray(X)))  # a pytree
+        big = StudentTMixture(weights, means, cov, df=1e9, covariance_type=covariance_type)
+        gm = GaussianMixture(weights, means, cov, covariance_type)
+        gap = np.asarray(big.log_prob(jnp.asarray(X)) - gm.log_prob(jnp.asarray(X)))
+    np.testing.assert_allclose(lp, ref, rtol=1e-10, atol=1e-10)
+    # nu -> infinity is the Gaussian mixture: the density's 1/nu term is ~ |x|^4 / nu
+    assert np.abs(gap).max() < 1e-5
+
+
+def test_student_t_mixture_samples_follow_the_t_law():
+    from mixtures import StudentTMixture
+
+    rng = np.random.default_rng(2)
+    weights, means, cov = _random_params(rng, 1, 2, "full")
+    df = 3.0
+    with x64_scope():
+        tm = StudentTMixture(weights, means, cov, df=df)
+        x = np.asarray(tm.sample(jax.random.key(0), (20000,)))
+        mean, var = np.asarray(tm.mean), np.asarray(tm.variance)
+    # squared Mahalanobis / D of a D-variate t_nu is F(D, nu): KS against scipy
+    d = x - means[0]
+    m2 = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov[0]), d)
+    assert st.kstest(m2 / 2, st.f(2, df).cdf).pvalue > 1e-3
+    np.testing.assert_allclose(mean, means[0])
+    np.testing.assert_allclose(var, df / (df - 2) * np.diag(cov[0]))  # closed form
+    with pytest.raises(ValueError, match="df must be positive"):
+        StudentTMixture(weights, means, cov, df=0.0)
+    with pytest.raises(TypeError, match="not linear"):
+        tm.quadratic_coefficients()
