@@ -442,9 +442,9 @@ def main(argv=None):
     ap.add_argument("--eth-encoder", default="gru", choices=("gru", "mlp"))
     ap.add_argument("--eth-no-social", action="store_true", help="own history only")
     ap.add_argument("--eth-modes", type=int, default=20)
-    ap.add_argument("--eth-min-std", type=float, default=0.02, help="position std floor (m)")
+    ap.add_argument("--eth-min-std", type=float, default=0.05, help="position std floor (m)")
     ap.add_argument(
-        "--eth-df", default="learn", help="predictive tails: 'learn', 'normal' or a number"
+        "--eth-df", default="normal", help="predictive tails: 'learn', 'normal' or a number"
     )
     ap.add_argument("--n-full", type=int, default=None, help="full synthetic training set")
     ap.add_argument("--n-test", type=int, default=None)
