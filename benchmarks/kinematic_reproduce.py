@@ -299,8 +299,9 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                 probs, means, covs = m.predict_gaussians(te.history, **nbt)
                 s = m.sample(te.history, n_samples=20, random_state=seed, **nbt)
                 cov = mixture_coverage(te.future, probs, means, covs, random_state=seed, df=m.df_)
+                tail = "" if cfg["eth_df"] is None else f" + Student-t (df {cfg['eth_df']})"
                 rec = dict(
-                    section=3, scene=scene, arm=arm, seed=seed, n_test=len(te.history),
+                    section=3, scene=scene, arm=arm + tail, seed=seed, n_test=len(te.history),
                     n_train=len(idx), ade=min_ade(te.future, means), fde=min_fde(te.future, means),
                     ade_samples=min_ade(te.future, s), fde_samples=min_fde(te.future, s),
                     nll=nll(te.future, probs, means, covs, df=m.df_), cov1=float(cov.coverage[0]),
@@ -383,24 +384,24 @@ def print_eth_ucy(recs):
             f"{sc('cov1'):.3f} / {sc('cov2'):.3f} | {sc('fit_cpu_s'):.0f} |"
         )
     # the kinematic head against the same network with a position head, paired by seed
-    if "position" in learned:
-        by = {(r["arm"], r["scene"], r["seed"]): r for r in recs if r["seed"] is not None}
-        for a in learned:
-            if a == "position":
-                continue
-            d = [
-                (by[(a, sc, s)]["ade"] - by[("position", sc, s)]["ade"],
-                 by[(a, sc, s)]["fde"] - by[("position", sc, s)]["fde"])
-                for sc in scenes for s in seeds if (a, sc, s) in by and ("position", sc, s) in by
-            ]  # fmt: skip
-            if d:
-                d = np.asarray(d)
-                se = d.std(0, ddof=1) / np.sqrt(len(d)) if len(d) > 1 else [np.nan] * 2
-                print(
-                    f"\n{a} - position (same encoder and budget, paired over {len(d)} "
-                    f"scene x seed runs): ADE {d[:, 0].mean():+.3f} (SE {se[0]:.3f}), "
-                    f"FDE {d[:, 1].mean():+.3f} (SE {se[1]:.3f})"
-                )
+    by = {(r["arm"], r["scene"], r["seed"]): r for r in recs if r["seed"] is not None}
+    for a in learned:
+        p = "position" + (a[a.index(" + ") :] if " + " in a else "")  # same predictive tails
+        if a.startswith("position") or p not in learned:
+            continue
+        d = [
+            (by[(a, sc, s)]["ade"] - by[(p, sc, s)]["ade"],
+             by[(a, sc, s)]["fde"] - by[(p, sc, s)]["fde"])
+            for sc in scenes for s in seeds if (a, sc, s) in by and (p, sc, s) in by
+        ]  # fmt: skip
+        if d:
+            d = np.asarray(d)
+            se = d.std(0, ddof=1) / np.sqrt(len(d)) if len(d) > 1 else [np.nan] * 2
+            print(
+                f"\n{a} - {p} (same encoder and budget, paired over {len(d)} "
+                f"scene x seed runs): ADE {d[:, 0].mean():+.3f} (SE {se[0]:.3f}), "
+                f"FDE {d[:, 1].mean():+.3f} (SE {se[1]:.3f})"
+            )
 
 
 # ------------------------------------------------------------------------------ main
