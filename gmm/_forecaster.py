@@ -469,10 +469,9 @@ def _sample_core(params, inp, hyper, key, *, cfg, n_samples):
     eps = jax.random.normal(k2, (N, n_samples, T, 2), dtype)
     df = _df(params, hyper, cfg)
     if df is not None:  # one gamma scale per sampled trajectory (see trajectory_log_prob)
-        g = jax.random.gamma(jax.random.fold_in(key, 1), df / 2, (N, n_samples, 1, 1), dtype) / (
-            df / 2
-        )
-        eps = eps / jnp.sqrt(g)
+        half = df / 2
+        g = jax.random.gamma(jax.random.fold_in(key, 1), half, (N, n_samples, 1, 1), dtype)
+        eps = eps * jnp.sqrt(half / g)
     if cfg.formulation == "position" or cfg.variance == "learned":
         L = jnp.linalg.cholesky(cov[idx, modes])
         return mean[idx, modes] + jnp.einsum("nstij,nstj->nsti", L, eps)
@@ -950,6 +949,7 @@ class KinematicGMMForecaster(MixprocEstimator):
             )
             if val is not None:
                 params = best[1]
+            df = _df(params, hyper, cfg)
             _, mean, _, _, _ = _forward_chunked(params, inp, hyper, cfg)
         modes = np.argmin(np.linalg.norm(mean - y[:, None], axis=-1).mean(-1), axis=1)
         self.params_ = to_numpy(params)
@@ -957,13 +957,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         self.validation_losses_ = None if val is None else np.array(val_losses)
         self.best_epoch_ = epochs if val is None else int(best[2])
         self.mode_usage_ = np.bincount(modes, minlength=cfg.n_modes) / n
-        self.df_ = (
-            None
-            if self.df is None
-            else float(
-                self.df if cfg.tail == "fixed" else 1.0 + np.logaddexp(0.0, self.params_["df"])
-            )
-        )
+        self.df_ = None if df is None else float(df)
         return self
 
     def _predict_agent(self, history, neighbours=None, neighbour_mask=None):

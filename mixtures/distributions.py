@@ -561,20 +561,15 @@ class StudentT(dist.StudentT):
         - \tfrac12\ln(\nu\pi) - \ln\sigma - \tfrac{\nu+1}2\,
         \mathrm{log1p}\Big(\frac{(x-\mu)^2}{\nu\sigma^2}\Big)
 
-    with the gamma-function ratio from :func:`log_gamma_ratio`, so that the Gaussian limit
+    the D = 1 case of :func:`multivariate_t_log_prob` (gamma-function ratio from
+    :func:`log_gamma_ratio`), so that the Gaussian limit
     (:math:`\nu \to \infty`, e.g. a posterior after many observations) loses no digits.
     """
 
     @validate_sample
     def log_prob(self, value):
-        df = self.df
         z = (value - self.loc) / self.scale
-        return (
-            log_gamma_ratio(df / 2, 0.5)
-            - 0.5 * jnp.log(df * jnp.pi)
-            - jnp.log(self.scale)
-            - (df + 1) / 2 * jnp.log1p(z**2 / df)
-        )
+        return multivariate_t_log_prob(z**2, 2.0 * jnp.log(self.scale), self.df, 1)
 
 
 def student_t_from_inverse_gamma(loc, scale, alpha, beta) -> StudentT:
