@@ -561,7 +561,7 @@ class StudentT(dist.StudentT):
         - \tfrac12\ln(\nu\pi) - \ln\sigma - \tfrac{\nu+1}2\,
         \mathrm{log1p}\Big(\frac{(x-\mu)^2}{\nu\sigma^2}\Big)
 
-    the D = 1 case of :func:`multivariate_t_log_prob` (gamma-function ratio from
+    This is the D = 1 case of :func:`multivariate_t_log_prob` (gamma-function ratio from
     :func:`log_gamma_ratio`), so that the Gaussian limit
     (:math:`\nu \to \infty`, e.g. a posterior after many observations) loses no digits.
     """
