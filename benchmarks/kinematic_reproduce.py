@@ -287,7 +287,7 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                     hidden_sizes=cfg["eth_hidden"], epochs=cfg["eth_epochs"],
                     batch_size=cfg["batch_size"], learning_rate_schedule="cosine",
                     validation_fraction=0.1, min_std=cfg["eth_min_std"], random_state=seed,
-                    df=cfg["eth_df"],
+                    df=cfg["eth_df"], augment=cfg.get("eth_augment"),
                 )  # fmt: skip
                 nb = {}
                 if social:
@@ -300,6 +300,7 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                 s = m.sample(te.history, n_samples=20, random_state=seed, **nbt)
                 cov = mixture_coverage(te.future, probs, means, covs, random_state=seed, df=m.df_)
                 tail = "" if cfg["eth_df"] is None else f" + Student-t (df {cfg['eth_df']})"
+                tail += " + mirror" if cfg.get("eth_augment") else ""
                 rec = dict(
                     section=3, scene=scene, arm=arm + tail, seed=seed, n_test=len(te.history),
                     n_train=len(idx), ade=min_ade(te.future, means), fde=min_fde(te.future, means),
@@ -447,6 +448,9 @@ def main(argv=None):
     ap.add_argument(
         "--eth-df", default="normal", help="predictive tails: 'learn', 'normal' or a number"
     )
+    ap.add_argument(
+        "--eth-augment", default=None, choices=("mirror",), help="training augmentation"
+    )
     ap.add_argument("--n-full", type=int, default=None, help="full synthetic training set")
     ap.add_argument("--n-test", type=int, default=None)
     ap.add_argument("--mc", type=int, default=None, help="Monte Carlo rollouts for (1)")
@@ -490,7 +494,7 @@ def main(argv=None):
         )
     cfg.update(hidden=(64, 64), batch_size=64, eth_neighbours=8)
     cfg.update(eth_encoder=args.eth_encoder, eth_social=not args.eth_no_social)
-    cfg.update(eth_modes=args.eth_modes, eth_min_std=args.eth_min_std)
+    cfg.update(eth_modes=args.eth_modes, eth_min_std=args.eth_min_std, eth_augment=args.eth_augment)
     df = args.eth_df
     cfg.update(eth_df=None if df == "normal" else df if df == "learn" else float(df))
     for k in ("mc", "n_full", "n_test", "eth_epochs", "eth_max"):

@@ -487,6 +487,24 @@ def _sample_core(params, inp, hyper, key, *, cfg, n_samples):
     return jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(u, speed)
 
 
+def _mirror(inp, y):
+    """Reflect agent-frame inputs and targets across the heading axis (y -> -y).
+
+    The agent frame puts the heading along +x, so a world trajectory and its mirror image
+    have agent-frame coordinates that differ only in the sign of y. In ``"x"``, ``"seq"``
+    and ``"nb"`` the (x, y) pairs are interleaved, so every odd feature is a y coordinate
+    (the trailing normalised speed of ``"x"`` is even and stays).
+    """
+    out = dict(inp)
+    for k in ("x", "seq", "nb"):
+        if k in inp:
+            v = np.array(inp[k], copy=True)
+            n = v.shape[-1] - (1 if k == "x" else 0)
+            v[..., 1:n:2] *= -1.0
+            out[k] = v
+    return out, y * np.array([1.0, -1.0])
+
+
 def _pad(inp):
     """Pad the sample axis to a power of two (>= 16) so prediction compiles rarely."""
     n = len(inp["x"])
@@ -576,6 +594,12 @@ class KinematicGMMForecaster(MixprocEstimator):
         of the best epoch are kept (early stopping). Overlapping windows of one track
         can fall on both sides; hold out whole tracks yourself for a stricter split.
     loss : {"wta", "mixture"}
+    augment : None or "mirror", default=None
+        ``"mirror"`` adds the mirror image of every training window (reflection across
+        the agent's heading, y -> -y in the agent frame, neighbours included), doubling
+        the windows of each epoch. The heading-aligned frame already makes the model
+        rotation-invariant; a reflection is the one rigid symmetry of the plane it does
+        not remove. Held-out validation windows are not mirrored.
     df : None, float or "learn", default=None
         Tails of the predictive distribution. ``None``: each mode's steps are the
         Gaussians above. A number :math:`\\nu > 0`: each mode is their gamma scale
@@ -665,6 +689,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         "learning_rate_schedule": [StrOptions({"constant", "cosine"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "loss": [StrOptions({"wta", "mixture"})],
+        "augment": [None, StrOptions({"mirror"})],
         "df": [None, Interval(Real, 0, None, closed="neither"), StrOptions({"learn"})],
         "min_std": [Interval(Real, 0, None, closed="neither")],
         "random_state": RANDOM_STATE,
@@ -690,6 +715,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         learning_rate_schedule="constant",
         validation_fraction=0.0,
         loss="wta",
+        augment=None,
         df=None,
         min_std=0.1,
         random_state=None,
@@ -711,6 +737,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         self.learning_rate_schedule = learning_rate_schedule
         self.validation_fraction = validation_fraction
         self.loss = loss
+        self.augment = augment
         self.df = df
         self.min_std = min_std
         self.random_state = random_state
@@ -894,6 +921,10 @@ class KinematicGMMForecaster(MixprocEstimator):
             perm = rng.permutation(n_all)
             val = (_take(inp, perm[:n_val]), y[perm[:n_val]])
             inp, y = _take(inp, perm[n_val:]), y[perm[n_val:]]
+        if self.augment == "mirror":  # after the split: no mirror image of a held-out window
+            m_inp, m_y = _mirror(inp, y)
+            inp = {k: np.concatenate([inp[k], m_inp[k]]) for k in inp}
+            y = np.concatenate([y, m_y])
         n = len(y)
         bs = int(self.batch_size)
         epochs = int(self.epochs)

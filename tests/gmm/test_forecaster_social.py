@@ -274,3 +274,48 @@ def test_mixture_coverage_is_nominal_for_draws_of_the_mixture():
     # an over-wide forecast over-covers
     wide = mixture_coverage(y, w, mu, 4 * cov, n_samples=400)
     assert np.all(wide.coverage > r.expected + 0.1)
+
+
+def test_mirror_of_the_inputs_is_the_input_of_the_mirrored_world(social_fit):
+    with_nb, _ = social_fit
+    hist, fut, nb, mask = _avoidance(20, 6)
+    hist = hist + np.array([0.3, -1.2])  # off the origin and not along +x
+    hist[:, :, 1] += 0.2 * np.arange(H) * 0.4
+    flip = np.array([1.0, -1.0])
+    p0, R, _, inp = with_nb._inputs(hist, np.where(mask[..., None, None], nb, 0.0), mask)
+    y = np.einsum("nji,ntj->nti", R, fut - p0[:, None])
+    m_inp, m_y = core._mirror(inp, y)
+    q0, Q, _, ref = with_nb._inputs(
+        hist * flip, np.where(mask[..., None, None], nb * flip, 0.0), mask
+    )
+    np.testing.assert_allclose(
+        m_y, np.einsum("nji,ntj->nti", Q, fut * flip - q0[:, None]), atol=1e-12
+    )
+    assert set(m_inp) == set(ref)
+    for k in ref:
+        np.testing.assert_allclose(m_inp[k], ref[k], atol=1e-12, err_msg=k)
+
+
+def test_mirror_augmentation_generalises_to_the_unseen_side():
+    """Trained only with the neighbour on one side, the mirrored windows teach the other."""
+    hist, fut, nb, mask = _avoidance(400, 7)
+    one_side = nb[:, 0, -1, 1] > 0  # neighbour at y = +0.8: the walker swerves to -y
+    kw = dict(
+        n_modes=2, formulation="acceleration", dt=0.4, encoder="gru", embed_dim=16,
+        hidden_sizes=(32,), epochs=40, batch_size=50, learning_rate=1e-2, min_std=0.02,
+        social="attention", random_state=0,
+    )  # fmt: skip
+    data = (hist[one_side], fut[one_side])
+    nbs = dict(neighbours=nb[one_side], neighbour_mask=mask[one_side])
+    test = ~one_side  # the neighbour on the other side: the truth swerves to +y
+    nbt = dict(neighbours=nb[test], neighbour_mask=mask[test])
+    err = {}
+    for aug in (None, "mirror"):
+        f = KinematicGMMForecaster(augment=aug, **kw).fit(*data, **nbs)
+        modes, probs = f.predict(hist[test], **nbt)
+        top = modes[np.arange(test.sum()), probs.argmax(1)]
+        err[aug] = np.linalg.norm(top[:, -1] - fut[test, -1], axis=-1).mean()
+    # the swerve ends 0.25 * 3.2**2 = 2.6 m to the side: the unaugmented model swerves the
+    # wrong way (about 5 m off); the augmented one lands on the truth within noise
+    assert err[None] > 2.0, err
+    assert err["mirror"] < 0.3, err
