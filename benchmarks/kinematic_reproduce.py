@@ -449,7 +449,10 @@ def main(argv=None):
         "--eth-df", default="normal", help="predictive tails: 'learn', 'normal' or a number"
     )
     ap.add_argument(
-        "--eth-augment", default=None, choices=("mirror",), help="training augmentation"
+        "--eth-augment",
+        default="mirror",
+        choices=("none", "mirror"),
+        help="training augmentation (mirror: every window and its mirror image)",
     )
     ap.add_argument("--n-full", type=int, default=None, help="full synthetic training set")
     ap.add_argument("--n-test", type=int, default=None)
@@ -488,13 +491,17 @@ def main(argv=None):
             seeds=[0, 1, 2],
             # >= 30 passes and >= 400 Adam steps, at most 400 passes (1 %: 400 steps)
             epochs=(30, 400, 400),
-            eth_epochs=20,
+            eth_epochs=10,  # over the windows and their mirror images: 20 passes' steps
             eth_max=None,
             eth_hidden=(128, 128),
         )
     cfg.update(hidden=(64, 64), batch_size=64, eth_neighbours=8)
     cfg.update(eth_encoder=args.eth_encoder, eth_social=not args.eth_no_social)
-    cfg.update(eth_modes=args.eth_modes, eth_min_std=args.eth_min_std, eth_augment=args.eth_augment)
+    cfg.update(
+        eth_modes=args.eth_modes,
+        eth_min_std=args.eth_min_std,
+        eth_augment=None if args.eth_augment == "none" else args.eth_augment,
+    )
     df = args.eth_df
     cfg.update(eth_df=None if df == "normal" else df if df == "learn" else float(df))
     for k in ("mc", "n_full", "n_test", "eth_epochs", "eth_max"):

@@ -653,8 +653,15 @@ def test_scale_nuts_runs_chains_checks_convergence_and_stores_loo_likelihoods(nu
     exact = st.t(2 * shape, z - w / a, np.sqrt(rate / shape / a)).logpdf(z)
     loo = az.loo(idata, pointwise=True)
     assert np.all(np.asarray(loo.pareto_k) < 0.5)
-    # Monte-Carlo error of each PSIS estimate with ~1000 draws: ~1e-3, measured below 5e-3
-    np.testing.assert_allclose(np.asarray(loo.loo_i), exact, atol=0.02)
+    # Monte Carlo error of each estimate -log mean_s 1/p(y_i | y_-i, s2_s) (delta method over
+    # the draws' effective sample size): from 1e-3 for points in the bulk to about 0.05 for
+    # the outlying points, whose estimate rests on the upper tail of s2; allow 4 of them
+    ll_s = ll.reshape(-1, n)
+    r = np.exp(-(ll_s - ll_s.min(0)))
+    ess = float(az.ess(idata, var_names=["s2"])["s2"])
+    mcse = r.std(0) / r.mean(0) / np.sqrt(ess)
+    assert ess > 200 and mcse.max() < 0.1, (ess, mcse.max())
+    assert np.all(np.abs(np.asarray(loo.loo_i) - exact) < 4 * mcse), (loo.loo_i - exact) / mcse
 
 
 def test_scale_nuts_stores_a_posterior_predictive_that_plot_ppc_uses(nuts_ig):
