@@ -287,7 +287,7 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                     hidden_sizes=cfg["eth_hidden"], epochs=cfg["eth_epochs"],
                     batch_size=cfg["batch_size"], learning_rate_schedule="cosine",
                     validation_fraction=0.1, min_std=cfg["eth_min_std"], random_state=seed,
-                    df=cfg["eth_df"], augment=cfg.get("eth_augment"),
+                    df=cfg["eth_df"], augment=cfg["eth_augment"],
                 )  # fmt: skip
                 nb = {}
                 if social:
@@ -300,7 +300,7 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                 s = m.sample(te.history, n_samples=20, random_state=seed, **nbt)
                 cov = mixture_coverage(te.future, probs, means, covs, random_state=seed, df=m.df_)
                 tail = "" if cfg["eth_df"] is None else f" + Student-t (df {cfg['eth_df']})"
-                tail += " + mirror" if cfg.get("eth_augment") else ""
+                tail += " + mirror" if cfg["eth_augment"] else ""
                 rec = dict(
                     section=3, scene=scene, arm=arm + tail, seed=seed, n_test=len(te.history),
                     n_train=len(idx), ade=min_ade(te.future, means), fde=min_fde(te.future, means),

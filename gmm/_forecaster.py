@@ -921,6 +921,7 @@ class KinematicGMMForecaster(MixprocEstimator):
             perm = rng.permutation(n_all)
             val = (_take(inp, perm[:n_val]), y[perm[:n_val]])
             inp, y = _take(inp, perm[n_val:]), y[perm[n_val:]]
+        own_inp, own_y = inp, y  # the caller's training windows (for mode_usage_)
         if self.augment == "mirror":  # after the split: no mirror image of a held-out window
             m_inp, m_y = _mirror(inp, y)
             inp = {k: np.concatenate([inp[k], m_inp[k]]) for k in inp}
@@ -981,13 +982,13 @@ class KinematicGMMForecaster(MixprocEstimator):
             if val is not None:
                 params = best[1]
             df = _df(params, hyper, cfg)
-            _, mean, _, _, _ = _forward_chunked(params, inp, hyper, cfg)
-        modes = np.argmin(np.linalg.norm(mean - y[:, None], axis=-1).mean(-1), axis=1)
+            _, mean, _, _, _ = _forward_chunked(params, own_inp, hyper, cfg)
+        modes = np.argmin(np.linalg.norm(mean - own_y[:, None], axis=-1).mean(-1), axis=1)
         self.params_ = to_numpy(params)
         self.loss_curve_ = losses
         self.validation_losses_ = None if val is None else np.array(val_losses)
         self.best_epoch_ = epochs if val is None else int(best[2])
-        self.mode_usage_ = np.bincount(modes, minlength=cfg.n_modes) / n
+        self.mode_usage_ = np.bincount(modes, minlength=cfg.n_modes) / len(own_y)
         self.df_ = None if df is None else float(df)
         return self
 

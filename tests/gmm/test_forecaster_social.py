@@ -312,6 +312,8 @@ def test_mirror_augmentation_generalises_to_the_unseen_side():
     err = {}
     for aug in (None, "mirror"):
         f = KinematicGMMForecaster(augment=aug, **kw).fit(*data, **nbs)
+        counts = f.mode_usage_ * one_side.sum()  # over the caller's windows, not the mirrors
+        np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)
         modes, probs = f.predict(hist[test], **nbt)
         top = modes[np.arange(test.sum()), probs.argmax(1)]
         err[aug] = np.linalg.norm(top[:, -1] - fut[test, -1], axis=-1).mean()
