@@ -453,8 +453,9 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
                 prior = self.prior_
             stats, k_xx = self._fit_kernel_statistics(Xi, Yn, hp["noise"])
             self.X_fit_ = Xi
-            self.chol_ = np.asarray(stats.chol)
-            self.weights_ = np.asarray(stats.weights)
+            # host: NumPy arrays; accelerator: JAX arrays left on the device for predict
+            self.chol_ = stats.chol
+            self.weights_ = stats.weights
             self.jitter_ = float(stats.jitter)
             self.n_obs_ = int(Yn.size)
             if self.kernel == "ntk":
@@ -472,7 +473,7 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         factor then overwrites in place (blocked LAPACK), so ``fit`` holds one (n, n)
         matrix (a second, the kernel itself, only for ``kernel="ntk"``). Accelerator:
         the kernel, factorisation and solves stay on the device (jitted
-        :func:`~gp.posterior.gp_statistics`); only the factor is copied back.
+        :func:`~gp.posterior.gp_statistics`), and the factor stays there for ``predict``.
         Returns ``(stats, k_xx_or_None)``.
         """
         n = Xi.shape[0]
@@ -494,14 +495,19 @@ class ScaleMixtureNNGPRegressor(RegressorMixin, MixprocEstimator):
         return stats
 
     def _factorise_device(self, k, Yn, noise):
-        """Jitted :func:`gp.posterior.gp_statistics` with jitter retries (accelerators)."""
+        """Jitted :func:`gp.posterior.gp_statistics` with jitter retries (accelerators).
+
+        The factor and the weights stay on the device (JAX arrays): ``predict`` uses them
+        there, so the (n, n) factor never crosses to the host and back. The scalars are
+        copied to the host."""
         yj = jnp.asarray(Yn)
         for factor in _JITTER_RETRIES:
             stats = gp_statistics(k, yj, noise * factor)
             # a failed JAX Cholesky returns NaNs, which reach the log-determinant
             if np.isfinite(float(stats.logdet)) and np.isfinite(float(stats.quad)):
                 self.noise_ = noise * factor
-                return GPStatistics(*(np.asarray(v) for v in stats))
+                scalars = (np.asarray(v) for v in stats[2:])
+                return GPStatistics(stats.chol, stats.weights, *scalars)
         raise _not_pd_error(noise)
 
     def _optimise(self, Xi, Yn, kind, prior):

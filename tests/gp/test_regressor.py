@@ -338,6 +338,13 @@ def test_accelerator_path_equals_host_lapack_path(fitted, monkeypatch):
     for kw in ({"return_std": True}, {"return_cov": True}):
         for a, b in zip(dev.predict(XT, **kw), host.predict(XT, **kw), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    # the (n, n) factor stays a device array (no copy to the host and back per predict),
+    # and a pickled device fit predicts the same
+    assert isinstance(dev.chol_, jax.Array) and isinstance(dev.weights_, jax.Array)
+    back = pickle.loads(pickle.dumps(dev))
+    np.testing.assert_array_equal(
+        back.predict(XT, return_std=True)[1], dev.predict(XT, return_std=True)[1]
+    )
 
 
 def test_pickle_round_trip_and_sample_y(fitted):
