@@ -300,7 +300,7 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                 s = m.sample(te.history, n_samples=20, random_state=seed, **nbt)
                 cov = mixture_coverage(te.future, probs, means, covs, random_state=seed, df=m.df_)
                 tail = "" if cfg["eth_df"] is None else f" + Student-t (df {cfg['eth_df']})"
-                tail += " + mirror" if cfg["eth_augment"] else ""
+                tail += f" + {cfg['eth_augment']}" if cfg["eth_augment"] else ""
                 rec = dict(
                     section=3, scene=scene, arm=arm + tail, seed=seed, n_test=len(te.history),
                     n_train=len(idx), ade=min_ade(te.future, means), fde=min_fde(te.future, means),
@@ -451,8 +451,9 @@ def main(argv=None):
     ap.add_argument(
         "--eth-augment",
         default="mirror",
-        choices=("none", "mirror"),
-        help="training augmentation (mirror: every window and its mirror image)",
+        choices=("none", "mirror", "scale", "mirror+scale"),
+        help="training augmentation (mirror: every window and its mirror image; scale: and a "
+        "copy scaled about the agent by a log-uniform factor in [2/3, 3/2])",
     )
     ap.add_argument("--n-full", type=int, default=None, help="full synthetic training set")
     ap.add_argument("--n-test", type=int, default=None)
@@ -491,7 +492,7 @@ def main(argv=None):
             seeds=[0, 1, 2],
             # >= 30 passes and >= 400 Adam steps, at most 400 passes (1 %: 400 steps)
             epochs=(30, 400, 400),
-            eth_epochs=10,  # over the windows and their mirror images: 20 passes' steps
+            eth_epochs=None,  # 20 passes' Adam steps over the augmented windows (below)
             eth_max=None,
             eth_hidden=(128, 128),
         )
@@ -502,6 +503,9 @@ def main(argv=None):
         eth_min_std=args.eth_min_std,
         eth_augment=None if args.eth_augment == "none" else args.eth_augment,
     )
+    if cfg["eth_epochs"] is None:  # equal Adam steps: 20 epochs of the caller's windows
+        copies = 1 if cfg["eth_augment"] is None else 2 ** len(cfg["eth_augment"].split("+"))
+        cfg["eth_epochs"] = 20 // copies
     df = args.eth_df
     cfg.update(eth_df=None if df == "normal" else df if df == "learn" else float(df))
     for k in ("mc", "n_full", "n_test", "eth_epochs", "eth_max"):

@@ -505,6 +505,22 @@ def _mirror(inp, y):
     return out, y * np.array([1.0, -1.0])
 
 
+def _scale(inp, y, s):
+    """Scale agent-frame inputs and targets of window i by ``s[i]`` about the agent.
+
+    Every input is linear in positions relative to the agent's last observed position
+    (agent-frame positions, displacements, neighbour positions and velocities, the
+    speed), so scaling a window's world coordinates about that position by s is scaling
+    these arrays by s. Padded neighbours are zeros and stay zeros.
+    """
+    out = dict(inp)
+    for k in ("x", "seq", "nb", "speed"):
+        if k in inp:
+            v = np.asarray(inp[k])
+            out[k] = v * s.reshape((-1,) + (1,) * (v.ndim - 1))
+    return out, y * s[:, None, None]
+
+
 def _pad(inp):
     """Pad the sample axis to a power of two (>= 16) so prediction compiles rarely."""
     n = len(inp["x"])
@@ -594,12 +610,19 @@ class KinematicGMMForecaster(MixprocEstimator):
         of the best epoch are kept (early stopping). Overlapping windows of one track
         can fall on both sides; hold out whole tracks yourself for a stricter split.
     loss : {"wta", "mixture"}
-    augment : None or "mirror", default=None
+    augment : None, "mirror", "scale" or "mirror+scale", default=None
         ``"mirror"`` adds the mirror image of every training window (reflection across
         the agent's heading, y -> -y in the agent frame, neighbours included), doubling
         the windows of each epoch. The heading-aligned frame already makes the model
         rotation-invariant; a reflection is the one rigid symmetry of the plane it does
-        not remove. Held-out validation windows are not mirrored.
+        not remove. ``"scale"`` adds one copy of every training window scaled about the
+        agent's current position by a factor drawn log-uniformly from ``scale_range``
+        (history, future and neighbours alike): the same paths walked at other speeds,
+        for test scenes whose walkers are faster or slower than the training ones.
+        ``"mirror+scale"`` does both (four times the windows). Held-out validation
+        windows are never augmented.
+    scale_range : tuple of two floats, default=(2/3, 3/2)
+        Range of the scale factors of ``augment="scale"``.
     df : None, float or "learn", default=None
         Tails of the predictive distribution. ``None``: each mode's steps are the
         Gaussians above. A number :math:`\\nu > 0`: each mode is their gamma scale
@@ -689,7 +712,8 @@ class KinematicGMMForecaster(MixprocEstimator):
         "learning_rate_schedule": [StrOptions({"constant", "cosine"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "loss": [StrOptions({"wta", "mixture"})],
-        "augment": [None, StrOptions({"mirror"})],
+        "augment": [None, StrOptions({"mirror", "scale", "mirror+scale"})],
+        "scale_range": [tuple, list],
         "df": [None, Interval(Real, 0, None, closed="neither"), StrOptions({"learn"})],
         "min_std": [Interval(Real, 0, None, closed="neither")],
         "random_state": RANDOM_STATE,
@@ -716,6 +740,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         validation_fraction=0.0,
         loss="wta",
         augment=None,
+        scale_range=(2 / 3, 3 / 2),
         df=None,
         min_std=0.1,
         random_state=None,
@@ -738,6 +763,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         self.validation_fraction = validation_fraction
         self.loss = loss
         self.augment = augment
+        self.scale_range = scale_range
         self.df = df
         self.min_std = min_std
         self.random_state = random_state
@@ -755,6 +781,19 @@ class KinematicGMMForecaster(MixprocEstimator):
                 "hidden_sizes must be a sequence of positive ints (one per hidden layer); "
                 f"got {self.hidden_sizes!r}. Pass e.g. hidden_sizes=(128, 128)."
             )
+
+    def _check_scale_range(self):
+        """``scale_range`` as ``(low, high)`` with ``0 < low <= high``."""
+        try:
+            lo, hi = (float(v) for v in self.scale_range)
+        except (TypeError, ValueError):
+            lo = hi = np.nan
+        if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
+            raise ValueError(
+                "scale_range must be two finite factors 0 < low <= high; got "
+                f"{self.scale_range!r}. Pass e.g. scale_range=(2/3, 3/2)."
+            )
+        return lo, hi
 
     def _check_history(self, history, *, reset):
         history = self._validate_X(history, reset=reset, allow_nd=True, ensure_min_features=2)
@@ -922,7 +961,14 @@ class KinematicGMMForecaster(MixprocEstimator):
             val = (_take(inp, perm[:n_val]), y[perm[:n_val]])
             inp, y = _take(inp, perm[n_val:]), y[perm[n_val:]]
         own_inp, own_y = inp, y  # the caller's training windows (for mode_usage_)
-        if self.augment == "mirror":  # after the split: no mirror image of a held-out window
+        augment = () if self.augment is None else self.augment.split("+")
+        if "scale" in augment:  # after the split, like the mirror images
+            lo, hi = self._check_scale_range()
+            s = np.exp(rng.uniform(np.log(lo), np.log(hi), len(y)))
+            s_inp, s_y = _scale(inp, y, s)
+            inp = {k: np.concatenate([inp[k], s_inp[k]]) for k in inp}
+            y = np.concatenate([y, s_y])
+        if "mirror" in augment:  # after the split: no mirror image of a held-out window
             m_inp, m_y = _mirror(inp, y)
             inp = {k: np.concatenate([inp[k], m_inp[k]]) for k in inp}
             y = np.concatenate([y, m_y])
