@@ -446,11 +446,11 @@ def main(argv=None):
     ap.add_argument("--eth-modes", type=int, default=20)
     ap.add_argument("--eth-min-std", type=float, default=0.05, help="position std floor (m)")
     ap.add_argument(
-        "--eth-df", default="normal", help="predictive tails: 'learn', 'normal' or a number"
+        "--eth-df", default="learn", help="predictive tails: 'learn', 'normal' or a number"
     )
     ap.add_argument(
         "--eth-augment",
-        default="mirror",
+        default="mirror+scale",
         choices=("none", "mirror", "scale", "mirror+scale"),
         help="training augmentation (mirror: every window and its mirror image; scale: and a "
         "copy scaled about the agent by a log-uniform factor in [2/3, 3/2])",
