@@ -921,6 +921,9 @@ class KinematicGMMForecaster(MixprocEstimator):
         """
         self._validate_params()
         self._check_hidden_sizes()
+        augment = () if self.augment is None else self.augment.split("+")
+        if "scale" in augment:
+            lo, hi = self._check_scale_range()
         history = self._check_history(history, reset=True)
         future = check_array(
             future,
@@ -961,9 +964,7 @@ class KinematicGMMForecaster(MixprocEstimator):
             val = (_take(inp, perm[:n_val]), y[perm[:n_val]])
             inp, y = _take(inp, perm[n_val:]), y[perm[n_val:]]
         own_inp, own_y = inp, y  # the caller's training windows (for mode_usage_)
-        augment = () if self.augment is None else self.augment.split("+")
         if "scale" in augment:  # after the split, like the mirror images
-            lo, hi = self._check_scale_range()
             s = np.exp(rng.uniform(np.log(lo), np.log(hi), len(y)))
             s_inp, s_y = _scale(inp, y, s)
             inp = {k: np.concatenate([inp[k], s_inp[k]]) for k in inp}

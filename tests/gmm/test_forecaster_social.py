@@ -323,6 +323,17 @@ def test_mirror_augmentation_generalises_to_the_unseen_side():
     assert err["mirror"] < 0.3, err
 
 
+def _scale_world(hist, fut, nb, s):
+    """World coordinates of window i scaled by ``s[i]`` about the agent's current position."""
+    c = hist[:, -1]
+    sc = s[:, None, None]
+    return (
+        c[:, None] + sc * (hist - c[:, None]),
+        c[:, None] + sc * (fut - c[:, None]),
+        c[:, None, None] + sc[..., None] * (nb - c[:, None, None]),
+    )
+
+
 def test_scale_of_the_inputs_is_the_input_of_the_scaled_world(social_fit):
     """Scaling agent-frame inputs by s equals computing them from the world scaled by s
     about each agent's current position (history, future and neighbours)."""
@@ -335,12 +346,8 @@ def test_scale_of_the_inputs_is_the_input_of_the_scaled_world(social_fit):
     p0, R, _, inp = with_nb._inputs(hist, nb, mask)
     y = np.einsum("nji,ntj->nti", R, fut - p0[:, None])
     s_inp, s_y = core._scale(inp, y, s)
-    c = hist[:, -1]
-    sc = s[:, None, None]
-    hist_s, fut_s = c[:, None] + sc * (hist - c[:, None]), c[:, None] + sc * (fut - c[:, None])
-    nb_s = np.where(
-        mask[..., None, None], c[:, None, None] + sc[..., None] * (nb - c[:, None, None]), 0.0
-    )
+    hist_s, fut_s, nb_s = _scale_world(hist, fut, nb, s)
+    nb_s = np.where(mask[..., None, None], nb_s, 0.0)
     q0, Q, _, ref = with_nb._inputs(hist_s, nb_s, mask)
     np.testing.assert_allclose(Q, R, atol=1e-12)  # the heading does not change
     np.testing.assert_allclose(s_y, np.einsum("nji,ntj->nti", Q, fut_s - q0[:, None]), atol=1e-12)
@@ -354,11 +361,7 @@ def _scaled_avoidance(n, seed, scales):
     by a factor drawn from ``scales``: faster walkers, farther neighbours, wider swerves."""
     hist, fut, nb, mask = _avoidance(n, seed)
     s = np.random.default_rng(seed + 100).uniform(*scales, n)
-    c = hist[:, -1]
-    sc = s[:, None, None]
-    hist, fut = c[:, None] + sc * (hist - c[:, None]), c[:, None] + sc * (fut - c[:, None])
-    nb = c[:, None, None] + sc[..., None] * (nb - c[:, None, None])
-    return hist, fut, nb, mask
+    return (*_scale_world(hist, fut, nb, s), mask)
 
 
 def test_scale_augmentation_reaches_unseen_speeds():
