@@ -279,6 +279,13 @@ def calibration_coverage(future, means, covariances, *, levels=(1.0, 2.0), steps
     return CoverageResult(levels, coverage, 1.0 - np.exp(-(levels**2) / 2))
 
 
+@jax.jit
+def _draw_and_truth_log_probs(weights, means, covariances, df, draws, future):
+    """Predictive log-density of the draws and of the truth: one compiled program per shape."""
+    mix = step_mixture(weights, means, covariances, df)
+    return mix.log_prob(draws), mix.log_prob(future)
+
+
 def mixture_coverage(
     future, weights, means, covariances, *, levels=(1.0, 2.0), n_samples=1000,
     random_state=0, df=None,
@@ -350,9 +357,10 @@ def mixture_coverage(
             eps /= np.sqrt(rng.gamma(df / 2, 2 / df, (n, S, T, 1)))
         x = mu[ii, comp, tt] + np.einsum("nstij,nstj->nsti", L[ii, comp, tt], eps)
         with x64_scope():
-            mix = step_mixture(jnp.asarray(w), jnp.asarray(mu), jnp.asarray(covariances[a:b]), df)
-            lp_x = np.asarray(mix.log_prob(jnp.asarray(np.moveaxis(x, 1, 0))))  # (S, n, T)
-            lp_y = np.asarray(mix.log_prob(jnp.asarray(future[a:b])))  # (n, T)
+            lp_x, lp_y = _draw_and_truth_log_probs(
+                w, mu, covariances[a:b], df, np.moveaxis(x, 1, 0), future[a:b]
+            )  # (S, n, T) and (n, T)
+            lp_x, lp_y = np.asarray(lp_x), np.asarray(lp_y)
         frac.append((lp_x > lp_y[None]).mean(0))  # P(p(X) > p(y)) per agent and step
     frac = np.concatenate(frac)
     expected = 1.0 - np.exp(-(levels**2) / 2)

@@ -1,4 +1,5 @@
-"""ArviZ diagnostics for mixproc fits (the only module that imports ArviZ).
+"""ArviZ diagnostics for mixproc fits (the only module that imports ArviZ, and only when
+one of its functions is called: ``import mixtures`` does not pay ArviZ's import time).
 
 - :func:`to_inference_data` turns a :class:`~mixtures.inference.NUTSResult` into an
   ``arviz.InferenceData`` with sampler statistics (divergences, acceptance, tree size).
@@ -13,7 +14,6 @@ from __future__ import annotations
 import warnings
 from typing import Any, NamedTuple
 
-import arviz as az
 import numpy as np
 
 from mixtures.inference import NUTSResult
@@ -72,7 +72,7 @@ def to_inference_data(
     log_likelihood: dict[str, Any] | None = None,
     observed_data: dict[str, Any] | None = None,
     posterior_predictive: dict[str, Any] | None = None,
-) -> az.InferenceData:
+):
     """Convert a NUTS result to ``arviz.InferenceData``.
 
     Parameters
@@ -106,6 +106,8 @@ def to_inference_data(
         kwargs["observed_data"] = {k: np.asarray(v) for k, v in observed_data.items()}
     if posterior_predictive is not None:
         kwargs["posterior_predictive"] = {k: np.asarray(v) for k, v in posterior_predictive.items()}
+    import arviz as az
+
     return az.from_dict(coords=coords, dims=dims, **kwargs)
 
 
@@ -115,7 +117,7 @@ def draws_to_inference_data(
     log_likelihood: dict[str, Any] | None = None,
     observed_data: dict[str, Any] | None = None,
     posterior_predictive: dict[str, Any] | None = None,
-) -> az.InferenceData:
+):
     """InferenceData of independent draws (one chain), e.g. from a variational posterior.
 
     Parameters
@@ -124,6 +126,10 @@ def draws_to_inference_data(
     log_likelihood : dict of str to array of shape (num_draws, n_obs), optional
     observed_data : dict, optional
     posterior_predictive : dict of str to array of shape (num_draws, ...), optional
+
+    Returns
+    -------
+    arviz.InferenceData
     """
     kwargs: dict[str, Any] = {"posterior": {k: np.asarray(v)[None] for k, v in draws.items()}}
     if log_likelihood is not None:
@@ -134,17 +140,21 @@ def draws_to_inference_data(
         kwargs["posterior_predictive"] = {
             k: np.asarray(v)[None] for k, v in posterior_predictive.items()
         }
+    import arviz as az
+
     return az.from_dict(**kwargs)
 
 
-def summarize(idata: az.InferenceData, var_names=None, **kwargs):
+def summarize(idata, var_names=None, **kwargs):
     """``arviz.summary`` (mean, sd, HDI, MCSE, ESS, R-hat) as a pandas DataFrame."""
+    import arviz as az
+
     kwargs.setdefault("round_to", "none")
     return az.summary(idata, var_names=var_names, **kwargs)
 
 
 def check_convergence(
-    idata: az.InferenceData,
+    idata,
     *,
     rhat_max: float = 1.01,
     ess_min: float | None = None,
@@ -171,6 +181,8 @@ def check_convergence(
     ConvergenceReport
         Truthy when every check passed.
     """
+    import arviz as az
+
     posterior = idata.posterior
     n_chains = int(posterior.sizes["chain"])
     if ess_min is None:

@@ -34,15 +34,27 @@ def test_em_fit_matches_sklearn_from_same_kmeans_init(covariance_type):
     assert ours.converged_ and ours.n_iter_ == sk.n_iter_
 
 
-@pytest.mark.filterwarnings("ignore::mixtures.diagnostics.MixprocConvergenceWarning")
-def test_nuts_fit_posterior_and_inference_data():
+@pytest.fixture(scope="module")
+def nuts_fit():
+    """One two-chain NUTS fit shared by the tests that read its posterior (one compile)."""
+    import warnings
+
+    from mixtures.diagnostics import MixprocConvergenceWarning
+
     X = _blobs()
     # diagonal covariances keep the compile short; "full" (LKJ) runs in the notebook
-    kwargs = dict(covariance_type="diag", random_state=0)
-    m = GaussianMixtureModel(
-        2, inference="nuts", num_warmup=150, num_samples=150, num_chains=2, **kwargs
-    ).fit(X)
-    em = GaussianMixtureModel(2, **kwargs).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MixprocConvergenceWarning)
+        m = GaussianMixtureModel(
+            2, inference="nuts", num_warmup=150, num_samples=150, num_chains=2,
+            covariance_type="diag", random_state=0,
+        ).fit(X)  # fmt: skip
+    return X, m
+
+
+def test_nuts_fit_posterior_and_inference_data(nuts_fit):
+    X, m = nuts_fit
+    em = GaussianMixtureModel(2, covariance_type="diag", random_state=0).fit(X)
     idata = m.inference_data_
     assert set(idata.posterior.data_vars) == {"weights", "means", "covariances"}
     assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 150
@@ -186,16 +198,11 @@ def test_one_chain_one_component_nuts_runs_and_says_what_is_skipped():
     np.testing.assert_allclose(m.weights_, [1.0])
 
 
-@pytest.mark.filterwarnings("ignore::mixtures.diagnostics.MixprocConvergenceWarning")
-def test_inference_data_has_the_groups_arviz_loo_needs():
+def test_inference_data_has_the_groups_arviz_loo_needs(nuts_fit):
     import arviz as az
     from scipy.stats import multivariate_normal
 
-    X = _blobs()
-    m = GaussianMixtureModel(
-        2, covariance_type="diag", inference="nuts", num_warmup=100, num_samples=100,
-        random_state=0,
-    ).fit(X)  # fmt: skip
+    X, m = nuts_fit
     idata = m.inference_data_
     assert {"posterior", "log_likelihood", "observed_data", "sample_stats"} <= set(idata.groups())
     # pointwise log-likelihood of one draw against scipy
@@ -208,9 +215,9 @@ def test_inference_data_has_the_groups_arviz_loo_needs():
     np.testing.assert_allclose(np.asarray(idata.observed_data["obs"]), X)
     # posterior_predictive: one replicated data set per draw, for az.plot_ppc
     rep = np.asarray(idata.posterior_predictive["obs"])
-    assert rep.shape == (2, 100) + X.shape
+    assert rep.shape == (2, 150) + X.shape
     # the replicates' mean over draws and points is the posterior mean of the mixture
-    # mean sum_k w_k mu_k; Monte-Carlo s.e. about sd(X) / sqrt(200 * n) = 3 / 200 = 0.015
+    # mean sum_k w_k mu_k; Monte-Carlo s.e. about sd(X) / sqrt(300 * n) = 3 / 245 = 0.012
     w, mu = np.asarray(post["weights"]), np.asarray(post["means"])
     mixture_mean = np.einsum("cdk,cdkj->j", w, mu) / (w.shape[0] * w.shape[1])
     np.testing.assert_allclose(rep.mean(axis=(0, 1, 2)), mixture_mean, atol=0.08)
