@@ -1,0 +1,88 @@
+"""``calibrate=True``: one covariance factor chosen on the held-out windows."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+import gmm._forecaster as core
+from gmm import KinematicGMMForecaster
+from mixtures.base import x64_scope
+
+
+def _walkers(n, seed, noise=0.1):
+    """Straight walkers at 1 m/s (dt 0.4 s) with Gaussian noise on the future."""
+    rng = np.random.default_rng(seed)
+    H, T, dt = 5, 6, 0.4
+    hist = np.zeros((n, H, 2))
+    hist[..., 0] = np.arange(-H + 1, 1) * dt
+    hist += 0.02 * rng.standard_normal(hist.shape)
+    fut = np.zeros((n, T, 2))
+    fut[..., 0] = np.arange(1, T + 1) * dt
+    fut += noise * rng.standard_normal(fut.shape)
+    return hist, fut
+
+
+KW = dict(
+    n_modes=1, dt=0.4, hidden_sizes=(16,), epochs=3, batch_size=100,
+    validation_fraction=0.25, min_std=1e-5, random_state=0,
+)  # fmt: skip
+
+
+def test_scale_minimises_the_held_out_nll_closed_form():
+    """For one Gaussian mode, -log N(y; mu, c S) = log c + m^2 / (2 c) + const per step,
+    minimised at c = mean(m^2) / 2 (m^2 the Mahalanobis distance under S)."""
+    hist, fut = _walkers(400, 0)
+    f = KinematicGMMForecaster(formulation="position", **KW).fit(hist, fut)
+    vh, vf = _walkers(300, 1, noise=0.2)  # wider than the model: c well above 1
+    scale_1 = f.variance_scale_
+    f.variance_scale_ = 1.0
+    _, means, covs = f.predict_gaussians(vh)
+    d = vf - means[:, 0]
+    m2 = np.einsum("nti,ntij,ntj->nt", d, np.linalg.inv(covs[:, 0]), d)
+    want = m2.mean() / 2
+    p0, R, _, inp = f._inputs(vh)
+    y = np.einsum("nji,ntj->nti", R, vf - p0[:, None])
+    with x64_scope():
+        got = core._calibrated_scale(f.params_, (inp, y), f._hyper(1.0), f._cfg(6), None)
+    # the bounded search stops at 1e-3 in log c; the floor (1e-10 m^2) is negligible
+    assert want > 1.3
+    np.testing.assert_allclose(got, want, rtol=2e-3)
+    assert 0.5 < scale_1 < 2.0  # on its own held-out windows the model is about right
+
+
+@pytest.fixture(scope="module")
+def pair():
+    hist, fut = _walkers(400, 2, noise=0.15)
+    kw = dict(KW, formulation="acceleration", df=4.0)
+    raw = KinematicGMMForecaster(**kw).fit(hist, fut)
+    cal = KinematicGMMForecaster(**kw, calibrate=True).fit(hist, fut)
+    return hist, fut, raw, cal
+
+
+def test_calibration_scales_every_covariance_and_the_samples(pair):
+    hist, fut, raw, cal = pair
+    c = cal.variance_scale_
+    assert raw.variance_scale_ == 1.0 and abs(np.log(c)) > 0.05
+    # the same training (calibration draws no random numbers): same means, and the
+    # linear kinematics carry the control factor c to the position scale matrices
+    for a, b in zip(raw.params_["head"], cal.params_["head"]):
+        np.testing.assert_array_equal(a[0], b[0])
+    floor = KW["min_std"] ** 2 * np.eye(2)
+    p_r, m_r, s_r = raw.predict_gaussians(hist[:20])
+    p_c, m_c, s_c = cal.predict_gaussians(hist[:20])
+    np.testing.assert_allclose(m_c, m_r, atol=1e-12)
+    np.testing.assert_allclose(s_c - floor, c * (s_r - floor), rtol=1e-9, atol=1e-15)
+    # samples: the same draws of the controls, spread by sqrt(c) about the mean
+    d_r = raw.sample(hist[:5], n_samples=50, random_state=3) - m_r[:5, :1]
+    d_c = cal.sample(hist[:5], n_samples=50, random_state=3) - m_c[:5, :1]
+    np.testing.assert_allclose(d_c, np.sqrt(c) * d_r, rtol=1e-8, atol=1e-12)
+    back = pickle.loads(pickle.dumps(cal))
+    assert back.variance_scale_ == c and back.score(hist, fut) == cal.score(hist, fut)
+
+
+def test_calibration_needs_held_out_windows(pair):
+    hist, fut, raw, _ = pair
+    with pytest.raises(ValueError, match="validation_fraction"):
+        clone(raw).set_params(calibrate=True, validation_fraction=0.0).fit(hist, fut)
