@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from scipy.optimize import minimize_scalar
+from scipy.special import softmax
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 from tqdm.auto import tqdm
@@ -473,9 +474,7 @@ def _calibrated_scale(params, val, hyper, cfg, df):
     def objective(log_c):
         h = dict(hyper, variance_scale=jnp.asarray(np.exp(log_c), jnp.float64))
         logits, mean, cov, _, _ = _forward_chunked(params, inp, h, cfg)
-        probs = np.exp(logits - logits.max(1, keepdims=True))
-        probs /= probs.sum(1, keepdims=True)
-        return _metrics.nll(y, probs, mean, cov, per="step", df=df)
+        return _metrics.nll(y, softmax(logits, axis=1), mean, cov, per="step", df=df)
 
     res = minimize_scalar(
         objective, bounds=(np.log(1 / 16), np.log(16)), method="bounded",
@@ -1102,9 +1101,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         cfg = self._cfg(self.horizon_)
         with x64_scope():
             logits, mean, cov, _, _ = _forward_chunked(self.params_, inp, self._hyper(), cfg)
-        probs = np.exp(logits - logits.max(1, keepdims=True))
-        probs /= probs.sum(1, keepdims=True)
-        return p0, R, inp, probs, mean, cov
+        return p0, R, inp, softmax(logits, axis=1), mean, cov
 
     def predict_gaussians(self, history, neighbours=None, neighbour_mask=None):
         """Mode probabilities and per-step position Gaussians in the world frame.
