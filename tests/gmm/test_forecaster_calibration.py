@@ -1,4 +1,4 @@
-"""``calibrate=True``: one covariance factor chosen on the held-out windows."""
+"""``calibrate``: one covariance factor chosen on the held-out windows (by NLL or coverage)."""
 
 import pickle
 
@@ -86,3 +86,46 @@ def test_calibration_needs_held_out_windows(pair):
     hist, fut, raw, _ = pair
     with pytest.raises(ValueError, match="validation_fraction"):
         clone(raw).set_params(calibrate=True, validation_fraction=0.0).fit(hist, fut)
+
+
+def test_coverage_scale_matches_the_closed_form_calibration_error():
+    """For one Gaussian mode the HDR mass of the truth is exactly 1 - exp(-m^2 / (2 c)),
+    so the calibration error of every c is known in closed form; the Monte Carlo search
+    (256 draws per step) must land at its minimiser."""
+    hist, fut = _walkers(400, 0)
+    f = KinematicGMMForecaster(formulation="position", **KW).fit(hist, fut)
+    vh, vf = _walkers(300, 1, noise=0.2)  # wider than the model: c well above 1
+    _, means, covs = f.predict_gaussians(vh)
+    d = vf - means[:, 0]
+    m2 = np.einsum("nti,ntij,ntj->nt", d, np.linalg.inv(covs[:, 0]), d).ravel()
+    q = np.arange(1, 20) / 20
+
+    def error(c):
+        cdf = ((1 - np.exp(-m2[:, None] / (2 * c))) <= q).mean(0)
+        return np.sum((cdf - q) ** 2)
+
+    cs = np.exp(np.linspace(np.log(0.5), np.log(8), 2001))
+    want = cs[np.argmin([error(c) for c in cs])]
+    p0, R, _, inp = f._inputs(vh)
+    y = np.einsum("nji,ntj->nti", R, vf - p0[:, None])
+    with x64_scope():
+        got = core._coverage_scale(
+            f.params_, (inp, y), f._hyper(1.0), f._cfg(6), None, np.random.default_rng(0)
+        )
+    assert want > 1.3
+    # grid step 2**(1/6) refined by tenths; Monte Carlo masses blur the CDF slightly
+    np.testing.assert_allclose(got, want, rtol=0.1)
+    assert error(got) < error(1.0) / 4
+
+
+def test_coverage_calibration_fit_and_pickle():
+    hist, fut = _walkers(400, 2, noise=0.15)
+    kw = dict(KW, formulation="acceleration", df=4.0)
+    f = KinematicGMMForecaster(**kw, calibrate="coverage").fit(hist, fut)
+    nll = KinematicGMMForecaster(**kw, calibrate="nll").fit(hist, fut)
+    assert f.variance_scale_ != 1.0 and f.variance_scale_ != nll.variance_scale_
+    back = pickle.loads(pickle.dumps(f))
+    assert back.variance_scale_ == f.variance_scale_
+    assert back.score(hist, fut) == f.score(hist, fut)
+    with pytest.raises(ValueError, match="calibrate='coverage'.*validation_fraction"):
+        clone(f).set_params(validation_fraction=0.0).fit(hist, fut)
