@@ -490,22 +490,12 @@ _COVERAGE_WINDOWS = 1024  # at most this many held-out windows
 
 @partial(jax.jit, static_argnames=("cfg",))
 def _hdr_masses(params, inp, y, u, eps, hyper, cfg):
-    """HDR mass of the truth, P(p(X) > p(y_t)), per window and step (Monte Carlo).
-
-    ``u`` (N, S, T) uniforms pick the mode of each draw, ``eps`` (N, S, T, 2) are the
-    standardised draws (Student-t ones already divided by their gamma scale), so the
-    same random numbers serve every variance scale in ``hyper``.
-    """
+    """HDR mass of the truth, P(p(X) > p(y_t)), per window and step (Monte Carlo, the
+    estimate of :func:`gmm.metrics.mixture_coverage`); the same random numbers ``u``,
+    ``eps`` serve every variance scale in ``hyper``."""
     logits, mean, cov, _, _ = _forward(params, inp, hyper, cfg)
     w = jax.nn.softmax(logits, -1)
-    K = w.shape[-1]
-    comp = jnp.minimum((u[..., None] > jnp.cumsum(w, -1)[:, None, None, : K - 1]).sum(-1), K - 1)
-    n, t = jnp.arange(len(w))[:, None, None], jnp.arange(mean.shape[2])[None, None, :]
-    L = jnp.linalg.cholesky(cov)
-    x = mean[n, comp, t] + jnp.einsum("nstij,nstj->nsti", L[n, comp, t], eps)
-    mix = step_mixture(w, mean, cov, _df(params, hyper, cfg))
-    lp_x = mix.log_prob(jnp.moveaxis(x, 1, 0))  # (S, N, T)
-    return (lp_x > mix.log_prob(y)[None]).mean(0)
+    return _metrics._truth_hdr_masses(w, mean, cov, _df(params, hyper, cfg), u, eps, y)
 
 
 def _coverage_scale(params, val, hyper, cfg, df, rng):
@@ -1048,7 +1038,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         if self.calibrate and not self.validation_fraction > 0:
             raise ValueError(
                 f"calibrate={self.calibrate!r} chooses the variance scale on held-out "
-                "windows; set validation_fraction in (0, 1) (got {self.validation_fraction})."
+                f"windows; set validation_fraction in (0, 1) (got {self.validation_fraction})."
             )
         history = self._check_history(history, reset=True)
         future = check_array(

@@ -280,10 +280,23 @@ def calibration_coverage(future, means, covariances, *, levels=(1.0, 2.0), steps
 
 
 @jax.jit
-def _draw_and_truth_log_probs(weights, means, covariances, df, draws, future):
-    """Predictive log-density of the draws and of the truth: one compiled program per shape."""
+def _truth_hdr_masses(weights, means, covariances, df, u, eps, future):
+    """Monte Carlo P(p(X) > p(y_t)) per agent and step, shape (n, T).
+
+    ``u`` (n, S, T) uniforms pick the mode of each draw and ``eps`` (n, S, T, 2) are the
+    standardised draws (Student-t ones already divided by their gamma scale), so callers
+    can reuse one set of random numbers for several predictives. One compiled program
+    per shape; it may also be called inside a caller's jitted function.
+    """
+    K = weights.shape[-1]
+    cum = jnp.cumsum(weights, axis=-1)[:, None, None, : K - 1]
+    comp = jnp.minimum((u[..., None] > cum).sum(-1), K - 1)
+    n, t = jnp.arange(weights.shape[0])[:, None, None], jnp.arange(means.shape[2])[None, None]
+    L = jnp.linalg.cholesky(covariances)
+    x = means[n, comp, t] + jnp.einsum("nstij,nstj->nsti", L[n, comp, t], eps)
     mix = step_mixture(weights, means, covariances, df)
-    return mix.log_prob(draws), mix.log_prob(future)
+    lp_x = mix.log_prob(jnp.moveaxis(x, 1, 0))  # (S, n, T)
+    return (lp_x > mix.log_prob(future)[None]).mean(0)
 
 
 def mixture_coverage(
@@ -339,29 +352,22 @@ def mixture_coverage(
     S = int(n_samples)
     rng = np.random.default_rng(random_state)
     N, K, T = means.shape[:3]
-    chol = np.linalg.cholesky(covariances)  # (N, K, T, 2, 2)
-    if not np.all(np.isfinite(chol)):
+    if not np.all(np.isfinite(np.linalg.cholesky(covariances))):
         raise ValueError("a covariance is not positive definite; add a variance floor (min_std).")
     frac = []
     step = max(1, 2**22 // (S * T * K))  # agents per chunk: bounded memory
     for a in range(0, N, step):
         b = min(a + step, N)
         n = b - a
-        w, mu, L = weights[a:b], means[a:b], chol[a:b]
-        cum = np.cumsum(w, axis=1)
         u = rng.random((n, S, T))
-        comp = np.minimum((u[..., None] > cum[:, None, None, : K - 1]).sum(-1), K - 1)
-        ii, tt = np.arange(n)[:, None, None], np.arange(T)[None, None, :]
         eps = rng.standard_normal((n, S, T, 2))
         if df is not None:
             eps /= np.sqrt(rng.gamma(df / 2, 2 / df, (n, S, T, 1)))
-        x = mu[ii, comp, tt] + np.einsum("nstij,nstj->nsti", L[ii, comp, tt], eps)
         with x64_scope():
-            lp_x, lp_y = _draw_and_truth_log_probs(
-                w, mu, covariances[a:b], df, np.moveaxis(x, 1, 0), future[a:b]
-            )  # (S, n, T) and (n, T)
-            lp_x, lp_y = np.asarray(lp_x), np.asarray(lp_y)
-        frac.append((lp_x > lp_y[None]).mean(0))  # P(p(X) > p(y)) per agent and step
+            m = _truth_hdr_masses(
+                weights[a:b], means[a:b], covariances[a:b], df, u, eps, future[a:b]
+            )
+            frac.append(np.asarray(m))  # P(p(X) > p(y)) per agent and step
     frac = np.concatenate(frac)
     expected = 1.0 - np.exp(-(levels**2) / 2)
     coverage = np.array([np.mean(frac <= q) for q in expected])

@@ -127,5 +127,5 @@ def test_coverage_calibration_fit_and_pickle():
     back = pickle.loads(pickle.dumps(f))
     assert back.variance_scale_ == f.variance_scale_
     assert back.score(hist, fut) == f.score(hist, fut)
-    with pytest.raises(ValueError, match="calibrate='coverage'.*validation_fraction"):
+    with pytest.raises(ValueError, match=r"calibrate='coverage'.*validation_fraction.*got 0\.0\)"):
         clone(f).set_params(validation_fraction=0.0).fit(hist, fut)
