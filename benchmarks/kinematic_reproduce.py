@@ -281,6 +281,8 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                 f, method, var = ARMS[arm]
                 c0 = time.process_time()
                 social = "attention" if cfg["eth_social"] else None
+                mean_output = cfg.get("eth_mean_output") or "controls"
+                mean_output = "controls" if f not in ("acceleration", "velocity") else mean_output
                 m = KinematicGMMForecaster(
                     n_modes=cfg["eth_modes"], formulation=f, method=method, variance=var,
                     dt=0.4, encoder=cfg["eth_encoder"], social=social,
@@ -289,6 +291,7 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                     validation_fraction=0.1, min_std=cfg["eth_min_std"], random_state=seed,
                     df=cfg["eth_df"], augment=cfg["eth_augment"],
                     calibrate=cfg.get("eth_calibrate") or False,
+                    mean_output=mean_output,
                 )  # fmt: skip
                 nb = {}
                 if social:
@@ -303,6 +306,7 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                 tail = "" if cfg["eth_df"] is None else f" + Student-t (df {cfg['eth_df']})"
                 tail += f" + {cfg['eth_augment']}" if cfg["eth_augment"] else ""
                 tail += f" + calibrated ({m.calibrate})" if m.calibrate else ""
+                tail += " + path output" if mean_output == "path" else ""
                 rec = dict(
                     section=3, scene=scene, arm=arm + tail, seed=seed, n_test=len(te.history),
                     n_train=len(idx), ade=min_ade(te.future, means), fde=min_fde(te.future, means),
@@ -311,13 +315,20 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                     cov2=float(cov.coverage[1]), best_epoch=m.best_epoch_, fit_cpu_s=fit_cpu,
                     df=m.df_, variance_scale=m.variance_scale_,
                 )  # fmt: skip
-                if m.calibrate:  # the same fit without its factor
-                    c, m.variance_scale_ = m.variance_scale_, 1.0
+                if m.calibrate:  # the same fit without its factor (and trained df)
+                    df_fit = m.df_
+                    if "df" in m.params_:  # learned: 1 + softplus(raw)
+                        df_fit = 1.0 + float(np.logaddexp(0.0, m.params_["df"]))
+                    elif m.df_ is not None:
+                        df_fit = float(m.df)
+                    c, df_cal = m.variance_scale_, m.df_
+                    m.variance_scale_, m.df_ = 1.0, df_fit
                     p1, mu1, cv1 = m.predict_gaussians(te.history, **nbt)
-                    m.variance_scale_ = c
-                    raw = mixture_coverage(te.future, p1, mu1, cv1, random_state=seed, df=m.df_)
+                    m.variance_scale_, m.df_ = c, df_cal
+                    raw = mixture_coverage(te.future, p1, mu1, cv1, random_state=seed, df=df_fit)
                     rec.update(
-                        nll_uncalibrated=nll(te.future, p1, mu1, cv1, df=m.df_),
+                        df_uncalibrated=df_fit,
+                        nll_uncalibrated=nll(te.future, p1, mu1, cv1, df=df_fit),
                         cov1_uncalibrated=float(raw.coverage[0]),
                         cov2_uncalibrated=float(raw.coverage[1]),
                     )
@@ -478,6 +489,13 @@ def main(argv=None):
         "(the default) or by the calibration error of their HDR masses (the uncalibrated NLL "
         "and coverage of the same fit are recorded beside it)",
     )
+    ap.add_argument(
+        "--eth-mean-output",
+        default="controls",
+        choices=("controls", "path"),
+        help="kinematic heads (acceleration, velocity): the network outputs the mean controls "
+        "or each mode's mean path (KinematicGMMForecaster(mean_output=...))",
+    )
     ap.add_argument("--n-full", type=int, default=None, help="full synthetic training set")
     ap.add_argument("--n-test", type=int, default=None)
     ap.add_argument("--mc", type=int, default=None, help="Monte Carlo rollouts for (1)")
@@ -526,6 +544,7 @@ def main(argv=None):
         eth_min_std=args.eth_min_std,
         eth_augment=None if args.eth_augment == "none" else args.eth_augment,
         eth_calibrate=args.eth_calibrate,
+        eth_mean_output=args.eth_mean_output,
     )
     if cfg["eth_epochs"] is None:  # equal Adam steps: 20 epochs of the caller's windows
         copies = 1 if cfg["eth_augment"] is None else 2 ** len(cfg["eth_augment"].split("+"))

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from scipy.optimize import minimize_scalar
-from scipy.special import softmax
+from scipy.special import gammaincinv, softmax
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 from tqdm.auto import tqdm
@@ -57,6 +57,7 @@ class _Config(NamedTuple):
     encoder: str = "mlp"
     social: str | None = None
     tail: str | None = None  # None (Gaussian), "fixed" or "learn" (Student-t df)
+    mean_output: str = "controls"  # or "path" (linear formulations)
 
 
 _SEQ_FEATURES = 4  # per history step for the GRU: agent-frame position and displacement
@@ -224,6 +225,36 @@ def _heads(raw, speed, hyper, cfg):
     return mean, _cov_from_raw(r_lstd, r_rho, scale)
 
 
+def _path_controls(r_mean, speed, hyper, cfg):
+    r"""Mean controls (K, T, 2) whose rollout is the mode's output path, and an offset.
+
+    ``mean_output="path"``: the raw means are each mode's displacement
+    :math:`d_{k,t} = S\,T\Delta t\; r_{k,t}` from the constant-velocity path
+    :math:`t\,\Delta t\,(v_0, 0)` of the agent frame, at steps t = 1..T. The
+    linear formulations recover the controls by finite differences (:math:`d_0 = 0`):
+    ``"velocity"``: :math:`u_s = (v_0, 0) + (d_{s+1} - d_s)/\Delta t`; ``"acceleration"``:
+    with :math:`e_t = d_t - t\,d_1`, :math:`u_s = (e_{s+2} - 2e_{s+1} + e_s)/\Delta t^2`
+    for s = 0..T-2 (the last control moves no position and is 0), and the first step's
+    displacement is the mode's correction :math:`d_1/\Delta t` of the initial velocity,
+    whose mean contribution :math:`t\,d_1` is returned as ``offset`` (None for
+    ``"velocity"``). The rollout of the controls plus the offset is the path exactly.
+    """
+    S, dt = hyper["speed_scale"], hyper["dt"]
+    T = cfg.horizon
+    d = S * T * dt * r_mean
+    K = d.shape[0]
+    zero = jnp.zeros((K, 1, 2), d.dtype)
+    if cfg.formulation == "velocity":
+        dd = jnp.concatenate([zero, d], axis=1)
+        v0 = jnp.stack([speed, jnp.zeros_like(speed)])
+        return v0 + (dd[:, 1:] - dd[:, :-1]) / dt, None
+    t = jnp.arange(1, T + 1, dtype=d.dtype)[:, None]
+    offset = t * d[:, :1]
+    e = jnp.concatenate([zero, d - offset], axis=1)  # e_0 .. e_T, e_0 = e_1 = 0
+    acc = (e[:, 2:] - 2.0 * e[:, 1:-1] + e[:, :-2]) / dt**2
+    return jnp.concatenate([acc, zero], axis=1), offset
+
+
 def _cov_from_raw(r_lstd, r_rho, scale):
     """2x2 covariances from raw log-stds (..., 2), raw correlations (...) and scales."""
     std = scale * jnp.exp(jnp.clip(r_lstd - 1.0, -9.0, 3.0))
@@ -308,6 +339,9 @@ def _forward_one(params, inp, hyper, cfg):
     logits = out[:K]
     raw = out[K:].reshape(K, T, _N_PARAMS)
     u_mean, u_cov = _heads(raw, speed, hyper, cfg)
+    offset = None
+    if cfg.mean_output == "path":
+        u_mean, offset = _path_controls(raw[..., :2], speed, hyper, cfg)
     dt = hyper["dt"]
     dtype = out.dtype
     z0 = jnp.stack([jnp.zeros((), dtype), jnp.zeros((), dtype), jnp.zeros((), dtype), speed])
@@ -320,10 +354,12 @@ def _forward_one(params, inp, hyper, cfg):
         mean = jax.vmap(lambda u: rollout_single(u, z0, dt, wb, cfg.formulation))(u_mean)
         t = jnp.arange(1, T + 1, dtype=dtype)[:, None]
         pos_cov = _cov_from_raw(raw[..., 2:4], raw[..., 4], hyper["speed_scale"] * dt * t)
+        mean = mean if offset is None else mean + offset
         return logits, mean, hyper["variance_scale"] * pos_cov + floor, u_mean, u_cov
     mean, cov = jax.vmap(
         lambda m, c: propagate_single(m, c, z0, dt, wb, cfg.formulation, cfg.method)
     )(u_mean, u_cov)
+    mean = mean if offset is None else mean + offset
     return logits, mean, cov + floor, u_mean, u_cov
 
 
@@ -485,7 +521,7 @@ def _calibrated_scale(params, val, hyper, cfg, df):
 
 _COVERAGE_LEVELS = np.arange(1, 20) / 20  # HDR masses 0.05 ... 0.95
 _COVERAGE_DRAWS = 256  # Monte Carlo draws per held-out window and step
-_COVERAGE_WINDOWS = 1024  # at most this many held-out windows
+_COVERAGE_WINDOWS = 512  # at most this many held-out windows
 
 
 @partial(jax.jit, static_argnames=("cfg",))
@@ -498,8 +534,11 @@ def _hdr_masses(params, inp, y, u, eps, hyper, cfg):
     return _metrics._truth_hdr_masses(w, mean, cov, _df(params, hyper, cfg), u, eps, y)
 
 
-def _coverage_scale(params, val, hyper, cfg, df, rng):
-    r"""Variance scale c minimising the calibration error of the held-out HDR masses.
+_COVERAGE_DF = 2.0 ** (np.arange(25) / 4)  # Student-t degrees of freedom 1 ... 64
+
+
+def _coverage_calibration(params, val, hyper, cfg, df, rng):
+    r"""Covariance factor c (and Student-t degrees of freedom) for calibrated HDR masses.
 
     For a calibrated predictive the mass of the highest-density region that just
     contains the truth, :math:`u = P(p(X) > p(y_t))`, is uniform on (0, 1). The
@@ -507,8 +546,20 @@ def _coverage_scale(params, val, hyper, cfg, df, rng):
     :math:`\sum_j (q_j - \hat F(q_j))^2` over the masses :math:`q_j = 0.05, \dots,
     0.95` with :math:`\hat F` the empirical CDF of :math:`u` over held-out windows and
     steps, is minimised over one covariance factor c (a log-spaced grid over [1/256, 256],
-    then a finer one around its best point). Common random numbers keep the objective
-    smooth in c; no value of c recompiles.
+    then a finer one around its best point). With Student-t modes (``df`` not None) the
+    degrees of freedom :math:`\nu` are chosen with c (a grid of quarter octaves over
+    [1, 64], walked from ``df`` while the error falls, c searched locally at each
+    :math:`\nu`): one factor moves every region by the same ratio, while :math:`\nu` sets
+    the ratio of the radii of the small and the large regions (about 5.6 between the
+    masses 0.393 and 0.865 at :math:`\nu = 1`, 2 for a Gaussian). Common random numbers
+    (standard normals, and the uniforms whose gamma quantiles give the Student-t scales)
+    keep the objective smooth in both; no value recompiles.
+
+    Returns
+    -------
+    c : float
+    df : float or None
+        The chosen degrees of freedom (``None`` for Gaussian modes).
     """
     inp, y = val
     n = len(y)
@@ -517,24 +568,66 @@ def _coverage_scale(params, val, hyper, cfg, df, rng):
         inp, y, n = _take(inp, rows), y[rows], _COVERAGE_WINDOWS
     T, S = y.shape[1], _COVERAGE_DRAWS
     u = rng.random((n, S, T))
-    eps = rng.standard_normal((n, S, T, 2))
-    if df is not None:
-        eps /= np.sqrt(rng.gamma(df / 2, 2 / df, (n, S, T, 1)))
+    z = rng.standard_normal((n, S, T, 2))
+    v = None if df is None else rng.random((n, S, T, 1))
+    if df is not None:  # nu is then a traced input, like c
+        cfg = cfg._replace(tail="fixed")
+    memo = {}
 
-    def error(log_c):
+    def error(log_c, nu):
+        key = (round(float(log_c), 9), nu)
+        if key in memo:
+            return memo[key]
         h = dict(hyper, variance_scale=jnp.asarray(np.exp(log_c), jnp.float64))
+        eps = z
+        if nu is not None:
+            h["df"] = jnp.asarray(nu, jnp.float64)
+            eps = z / np.sqrt(gammaincinv(nu / 2, v) * (2 / nu))  # one gamma scale per draw
         masses = [
             np.asarray(_hdr_masses(params, chunk, yc, uc, ec, h, cfg))[:m]
             for m, chunk, (yc, uc, ec) in _chunks(inp, y, u, eps)
         ]
         masses = np.concatenate(masses).ravel()
         cdf = (masses[:, None] <= _COVERAGE_LEVELS).mean(0)
-        return float(np.sum((cdf - _COVERAGE_LEVELS) ** 2))
+        memo[key] = float(np.sum((cdf - _COVERAGE_LEVELS) ** 2))
+        return memo[key]
 
     grid = np.linspace(np.log(2.0**-8), np.log(2.0**8), 33)
-    best = grid[np.argmin([error(g) for g in grid])]
-    fine = np.clip(best + np.linspace(-1, 1, 11) * (grid[1] - grid[0]), grid[0], grid[-1])
-    return float(np.exp(fine[np.argmin([error(g) for g in fine])]))
+    step = grid[1] - grid[0]
+
+    def refine(best, nu):
+        fine = np.clip(best + np.linspace(-1, 1, 11) * step, grid[0], grid[-1])
+        return fine[np.argmin([error(g, nu) for g in fine])]
+
+    if df is None:
+        best = grid[np.argmin([error(g, None) for g in grid])]
+        return float(np.exp(refine(best, None))), None
+
+    def local(log_c, nu):
+        """Seven grid points of log c around ``log_c``, then downhill from an edge."""
+        pts = np.clip(log_c + step * np.arange(-3, 4), grid[0], grid[-1])
+        i = int(np.argmin([error(g, nu) for g in pts]))
+        cur = pts[i]
+        if i in (0, len(pts) - 1):
+            d = step if i else -step
+            while grid[0] <= cur + d <= grid[-1] and error(cur + d, nu) < error(cur, nu):
+                cur = cur + d
+        return cur, error(cur, nu)
+
+    j0 = int(np.argmin(np.abs(np.log(_COVERAGE_DF) - np.log(max(df, 1.0)))))
+    nu0 = float(_COVERAGE_DF[j0])
+    c0 = grid[np.argmin([error(g, nu0) for g in grid])]
+    found = {j0: (c0, error(c0, nu0))}
+    for direction in (1, -1):  # walk the grid of nu while the error falls
+        j, log_c, worse = j0 + direction, c0, 0
+        while 0 <= j < len(_COVERAGE_DF) and worse < 2:
+            log_c, e = local(log_c, float(_COVERAGE_DF[j]))
+            worse = worse + 1 if e >= min(v[1] for v in found.values()) else 0
+            found[j] = (log_c, e)
+            j += direction
+    j = min(found, key=lambda k: found[k][1])
+    nu = float(_COVERAGE_DF[j])
+    return float(np.exp(refine(found[j][0], nu))), nu
 
 
 @partial(jax.jit, static_argnames=("cfg", "n_samples"))
@@ -565,7 +658,14 @@ def _sample_core(params, inp, hyper, key, *, cfg, n_samples):
         z0 = jnp.stack([jnp.zeros((), dtype), jnp.zeros((), dtype), jnp.zeros((), dtype), s])
         return rollout_single(u1, z0, hyper["dt"], wb, cfg.formulation)
 
-    return jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(u, speed)
+    paths = jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(u, speed)
+    if cfg.mean_output == "path":  # linear kinematics: the mode's path plus the rollout of
+        # the sampled deviations (the initial-velocity correction moves only the mean)
+        centre = jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(
+            u_mean[idx, modes], speed
+        )
+        paths = mean[idx, modes] + paths - centre
+    return paths
 
 
 def _mirror(inp, y):
@@ -735,8 +835,23 @@ class KinematicGMMForecaster(MixprocEstimator):
         be uniform, so that every region (the 1σ and 2σ ones included) covers its
         nominal share of the held-out steps. Where the shape of the predictive is off
         (very heavy learned tails, say) the NLL-optimal width and the calibrated one
-        differ, and this choice favours the regions. At most 1024 held-out windows and
-        256 Monte Carlo draws per step are used.
+        differ, and this choice favours the regions. With Student-t modes (``df`` set)
+        the degrees of freedom are chosen with c (from 1 to 64 in quarter octaves): c
+        moves every region by one ratio, the degrees of freedom set the ratio of the
+        small regions' radii to the large ones', and ``df_`` then holds the chosen
+        value. At most 512 held-out windows and 256 Monte Carlo draws per step are used.
+    mean_output : {"controls", "path"}, default="controls"
+        What the network outputs for each mode's mean. ``"controls"``: the mean
+        controls, integrated by the kinematics (Zheng et al., 2024). ``"path"`` (linear
+        formulations, ``"acceleration"`` and ``"velocity"``): the mode's mean path, as its
+        displacement from the constant-velocity path; the mean controls are its finite
+        differences (second differences of the positions for accelerations, first for
+        velocities), so the propagated covariances, the samples (controls drawn and
+        integrated) and everything else stay kinematic. The family of mean paths is
+        the same; what changes is the optimisation: with control outputs a late
+        position is a sum of many outputs, with path outputs each position is one. For
+        accelerations the first step's displacement is each mode's correction of the
+        observed initial velocity (it moves the mean only).
     random_state : None, int, numpy.random.RandomState or numpy.random.Generator
         Seeds the weight initialisation and the minibatch order.
     verbose : int, default=0
@@ -757,7 +872,8 @@ class KinematicGMMForecaster(MixprocEstimator):
     max_neighbours_ : int
         Neighbour slots M seen in :meth:`fit` (with ``social``).
     df_ : float or None
-        Degrees of freedom of the predictive (fixed or learned); ``None`` for Gaussian.
+        Degrees of freedom of the predictive (fixed, learned, or chosen by
+        ``calibrate="coverage"``); ``None`` for Gaussian.
     variance_scale_ : float
         The covariance factor :math:`c` chosen by ``calibrate`` (1.0 without it).
     mode_usage_ : ndarray of shape (n_modes,)
@@ -822,6 +938,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         "df": [None, Interval(Real, 0, None, closed="neither"), StrOptions({"learn"})],
         "min_std": [Interval(Real, 0, None, closed="neither")],
         "calibrate": ["boolean", StrOptions({"nll", "coverage"})],
+        "mean_output": [StrOptions({"controls", "path"})],
         "random_state": RANDOM_STATE,
         "verbose": ["verbose"],
     }
@@ -850,6 +967,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         df=None,
         min_std=0.1,
         calibrate=False,
+        mean_output="controls",
         random_state=None,
         verbose=0,
     ):
@@ -874,6 +992,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         self.df = df
         self.min_std = min_std
         self.calibrate = calibrate
+        self.mean_output = mean_output
         self.random_state = random_state
         self.verbose = verbose
 
@@ -983,8 +1102,12 @@ class KinematicGMMForecaster(MixprocEstimator):
         return p0, R, speed, inp
 
     def _hyper(self, variance_scale=None):
+        """Traced hyperparameters: the training ones, or (``variance_scale=None``) those
+        of the fitted predictive, with its factor c and degrees of freedom ``df_``."""
+        df = self.df if isinstance(self.df, Real) else 0.0
         if variance_scale is None:
             variance_scale = self.variance_scale_
+            df = df if self.df_ is None else self.df_
         return {
             "variance_scale": jnp.asarray(variance_scale, jnp.float64),
             "dt": jnp.asarray(self.dt, jnp.float64),
@@ -993,10 +1116,13 @@ class KinematicGMMForecaster(MixprocEstimator):
             ),
             "speed_scale": jnp.asarray(self.speed_scale_, jnp.float64),
             "min_std": jnp.asarray(self.min_std, jnp.float64),
-            "df": jnp.asarray(self.df if isinstance(self.df, Real) else 0.0, jnp.float64),
+            "df": jnp.asarray(df, jnp.float64),
         }
 
-    def _cfg(self, horizon):
+    def _cfg(self, horizon, fitted=False):
+        """Static configuration; ``fitted=True``: that of the fitted predictive, whose
+        degrees of freedom ``df_`` (learned or calibrated) are a traced input."""
+        tail = None if self.df is None else ("learn" if self.df == "learn" else "fixed")
         return _Config(
             n_modes=int(self.n_modes),
             horizon=int(horizon),
@@ -1007,7 +1133,8 @@ class KinematicGMMForecaster(MixprocEstimator):
             curvature=self.wheelbase is None,
             encoder=self.encoder,
             social=self.social,
-            tail=None if self.df is None else ("learn" if self.df == "learn" else "fixed"),
+            tail="fixed" if fitted and tail is not None else tail,
+            mean_output=self.mean_output,
         )
 
     # -- fit / predict ---------------------------------------------------------------
@@ -1035,6 +1162,12 @@ class KinematicGMMForecaster(MixprocEstimator):
         augment = () if self.augment is None else self.augment.split("+")
         if "scale" in augment:
             lo, hi = self._check_scale_range()
+        if self.mean_output == "path" and self.formulation not in ("acceleration", "velocity"):
+            raise ValueError(
+                f"mean_output='path' needs a linear formulation ('acceleration' or "
+                f"'velocity'), whose controls are finite differences of the path; got "
+                f"formulation={self.formulation!r}. Use mean_output='controls' with it."
+            )
         if self.calibrate and not self.validation_fraction > 0:
             raise ValueError(
                 f"calibrate={self.calibrate!r} chooses the variance scale on held-out "
@@ -1147,7 +1280,7 @@ class KinematicGMMForecaster(MixprocEstimator):
             df = _df(params, hyper, cfg)
             df = None if df is None else float(df)
             if self.calibrate == "coverage":
-                scale = _coverage_scale(params, val, hyper, cfg, df, rng)
+                scale, df = _coverage_calibration(params, val, hyper, cfg, df, rng)
             elif self.calibrate:  # True or "nll"
                 scale = _calibrated_scale(params, val, hyper, cfg, df)
             else:
@@ -1168,7 +1301,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         history = self._check_history(history, reset=False)
         nb, nb_mask = self._check_neighbours(history, neighbours, neighbour_mask, reset=False)
         p0, R, speed, inp = self._inputs(history, nb, nb_mask)
-        cfg = self._cfg(self.horizon_)
+        cfg = self._cfg(self.horizon_, fitted=True)
         with x64_scope():
             logits, mean, cov, _, _ = _forward_chunked(self.params_, inp, self._hyper(), cfg)
         return p0, R, inp, softmax(logits, axis=1), mean, cov
@@ -1231,7 +1364,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         independently.
         """
         p0, R, inp, _, _, _ = self._predict_agent(history, neighbours, neighbour_mask)
-        cfg = self._cfg(self.horizon_)
+        cfg = self._cfg(self.horizon_, fitted=True)
         key = random_state_to_key(random_state)
         with x64_scope():
             padded = {k: jnp.asarray(v) for k, v in _pad(inp).items()}

@@ -8,6 +8,7 @@ from sklearn.base import clone
 
 import gmm._forecaster as core
 from gmm import KinematicGMMForecaster
+from gmm import metrics as gmm_metrics
 from mixtures.base import x64_scope
 
 
@@ -109,13 +110,58 @@ def test_coverage_scale_matches_the_closed_form_calibration_error():
     p0, R, _, inp = f._inputs(vh)
     y = np.einsum("nji,ntj->nti", R, vf - p0[:, None])
     with x64_scope():
-        got = core._coverage_scale(
+        got, df = core._coverage_calibration(
             f.params_, (inp, y), f._hyper(1.0), f._cfg(6), None, np.random.default_rng(0)
         )
-    assert want > 1.3
+    assert df is None and want > 1.3
     # grid step 2**(1/6) refined by tenths; Monte Carlo masses blur the CDF slightly
     np.testing.assert_allclose(got, want, rtol=0.1)
     assert error(got) < error(1.0) / 4
+
+
+def test_coverage_chooses_df_and_scale_by_the_closed_form_calibration_error():
+    """For one bivariate Student-t mode with scale matrix c S and nu degrees of freedom
+    the HDR mass of the truth is 1 - (1 + m^2 / (c nu))^(-nu / 2) (m^2 its Mahalanobis
+    distance under S: m^2 / 2 is F(2, nu)-distributed), so the calibration error of every
+    (c, nu) is known in closed form. Held-out steps drawn about the model's means with
+    2 degrees of freedom and scale 1.5^2 S, under a model trained with df = 8: the search
+    must move nu from 8 to about 2 and land at the closed-form minimiser, well below the
+    best error at df = 8."""
+    hist, fut = _walkers(400, 0)
+    kw = dict(KW, formulation="position", df=8.0)
+    f = KinematicGMMForecaster(**kw).fit(hist, fut)
+    vh, _ = _walkers(300, 1)
+    _, means, covs = f.predict_gaussians(vh)
+    rng = np.random.default_rng(7)
+    g = rng.gamma(1.0, 1.0, (300, 6, 1))  # Gamma(nu / 2, rate nu / 2) at nu = 2
+    e = 1.5 * rng.standard_normal((300, 6, 2)) / np.sqrt(g)
+    vf = means[:, 0] + np.einsum("ntij,ntj->nti", np.linalg.cholesky(covs[:, 0]), e)
+    d = vf - means[:, 0]
+    m2 = np.einsum("nti,ntij,ntj->nt", d, np.linalg.inv(covs[:, 0]), d).ravel()
+    q = np.arange(1, 20) / 20
+
+    def error(c, nu):
+        cdf = ((1 - (1 + m2[:, None] / (c * nu)) ** (-nu / 2)) <= q).mean(0)
+        return np.sum((cdf - q) ** 2)
+
+    cs = np.exp(np.linspace(np.log(1 / 16), np.log(64), 1501))
+    table = np.array([[error(c, nu) for c in cs] for nu in core._COVERAGE_DF])
+    j, i = np.unravel_index(np.argmin(table), table.shape)
+    want_c, want_nu = cs[i], core._COVERAGE_DF[j]
+    p0, R, _, inp = f._inputs(vh)
+    y = np.einsum("nji,ntj->nti", R, vf - p0[:, None])
+    with x64_scope():
+        got_c, got_nu = core._coverage_calibration(
+            f.params_, (inp, y), f._hyper(1.0), f._cfg(6), 8.0, np.random.default_rng(0)
+        )
+    assert 1.4 < want_nu < 2.9
+    # one quarter octave of nu; c within the refined grid step and the Monte Carlo blur
+    assert abs(np.log2(got_nu / want_nu)) <= 0.25 + 1e-9
+    np.testing.assert_allclose(got_c, want_c, rtol=0.15)
+    best_at_8 = table[list(core._COVERAGE_DF).index(8.0)].min()
+    # the Monte Carlo masses (256 draws) blur the empirical CDF by about 0.01 per level
+    assert error(got_c, got_nu) < 0.005
+    assert error(got_c, got_nu) < best_at_8 / 4
 
 
 def test_coverage_calibration_fit_and_pickle():
@@ -124,8 +170,13 @@ def test_coverage_calibration_fit_and_pickle():
     f = KinematicGMMForecaster(**kw, calibrate="coverage").fit(hist, fut)
     nll = KinematicGMMForecaster(**kw, calibrate="nll").fit(hist, fut)
     assert f.variance_scale_ != 1.0 and f.variance_scale_ != nll.variance_scale_
+    assert f.df_ in core._COVERAGE_DF and nll.df_ == 4.0  # coverage chose the tails too
     back = pickle.loads(pickle.dumps(f))
-    assert back.variance_scale_ == f.variance_scale_
+    assert back.variance_scale_ == f.variance_scale_ and back.df_ == f.df_
     assert back.score(hist, fut) == f.score(hist, fut)
+    # the predictive, its score and its samples all use the chosen df_ and c
+    probs, means, covs = f.predict_gaussians(hist)
+    want = -gmm_metrics.nll(fut, probs, means, covs, per="step", df=f.df_)
+    np.testing.assert_allclose(f.score(hist, fut), want, rtol=1e-12)
     with pytest.raises(ValueError, match=r"calibrate='coverage'.*validation_fraction.*got 0\.0\)"):
         clone(f).set_params(validation_fraction=0.0).fit(hist, fut)
