@@ -412,6 +412,9 @@ def print_eth_ucy(recs):
     by = {(r["arm"], r["scene"], r["seed"]): r for r in recs if r["seed"] is not None}
     for a in learned:
         p = "position" + (a[a.index(" + ") :] if " + " in a else "")  # same predictive tails
+        # calibration moves no mode mean and the path output is the kinematic head's
+        p = p.replace(" + calibrated (coverage)", "").replace(" + calibrated (nll)", "")
+        p = p.replace(" + path output", "")
         if a.startswith("position") or p not in learned:
             continue
         d = [
@@ -491,10 +494,10 @@ def main(argv=None):
     )
     ap.add_argument(
         "--eth-mean-output",
-        default="controls",
+        default="path",
         choices=("controls", "path"),
-        help="kinematic heads (acceleration, velocity): the network outputs the mean controls "
-        "or each mode's mean path (KinematicGMMForecaster(mean_output=...))",
+        help="kinematic heads (acceleration, velocity): the network outputs each mode's mean "
+        "path (the default) or the mean controls (KinematicGMMForecaster(mean_output=...))",
     )
     ap.add_argument("--n-full", type=int, default=None, help="full synthetic training set")
     ap.add_argument("--n-test", type=int, default=None)
