@@ -572,17 +572,19 @@ def _coverage_calibration(params, val, hyper, cfg, df, rng):
     v = None if df is None else rng.random((n, S, T, 1))
     if df is not None:  # nu is then a traced input, like c
         cfg = cfg._replace(tail="fixed")
-    memo = {}
+    memo, draws = {}, {None: z}  # the standard draws and the Student-t ones of the last nu
 
     def error(log_c, nu):
         key = (round(float(log_c), 9), nu)
         if key in memo:
             return memo[key]
         h = dict(hyper, variance_scale=jnp.asarray(np.exp(log_c), jnp.float64))
-        eps = z
         if nu is not None:
             h["df"] = jnp.asarray(nu, jnp.float64)
-            eps = z / np.sqrt(gammaincinv(nu / 2, v) * (2 / nu))  # one gamma scale per draw
+            if nu not in draws:  # one gamma scale per draw, shared by every c at this nu
+                draws.clear()
+                draws.update({None: z, nu: z / np.sqrt(gammaincinv(nu / 2, v) * (2 / nu))})
+        eps = draws[nu]
         masses = [
             np.asarray(_hdr_masses(params, chunk, yc, uc, ec, h, cfg))[:m]
             for m, chunk, (yc, uc, ec) in _chunks(inp, y, u, eps)
@@ -658,14 +660,14 @@ def _sample_core(params, inp, hyper, key, *, cfg, n_samples):
         z0 = jnp.stack([jnp.zeros((), dtype), jnp.zeros((), dtype), jnp.zeros((), dtype), s])
         return rollout_single(u1, z0, hyper["dt"], wb, cfg.formulation)
 
-    paths = jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(u, speed)
-    if cfg.mean_output == "path":  # linear kinematics: the mode's path plus the rollout of
-        # the sampled deviations (the initial-velocity correction moves only the mean)
-        centre = jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(
-            u_mean[idx, modes], speed
+    if cfg.mean_output == "path":  # linear kinematics: the mode's path (which carries the
+        # initial-velocity correction) plus the rollout from rest of the sampled deviations
+        dev = u - u_mean[idx, modes]
+        rest = jnp.zeros_like(speed)
+        return mean[idx, modes] + jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(
+            dev, rest
         )
-        paths = mean[idx, modes] + paths - centre
-    return paths
+    return jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(u, speed)
 
 
 def _mirror(inp, y):
