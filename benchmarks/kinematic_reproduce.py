@@ -306,7 +306,11 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                 tail = "" if cfg["eth_df"] is None else f" + Student-t (df {cfg['eth_df']})"
                 tail += f" + {cfg['eth_augment']}" if cfg["eth_augment"] else ""
                 tail += f" + calibrated ({m.calibrate})" if m.calibrate else ""
-                tail += " + path output" if mean_output == "path" else ""
+                tail += {
+                    "path": " + path output",
+                    "cv_offset": " + cv-offset output",
+                    "speed_fan": " + speed-fan output",
+                }.get(mean_output, "")
                 rec = dict(
                     section=3, scene=scene, arm=arm + tail, seed=seed, n_test=len(te.history),
                     n_train=len(idx), ade=min_ade(te.future, means), fde=min_fde(te.future, means),
@@ -414,7 +418,8 @@ def print_eth_ucy(recs):
         p = "position" + (a[a.index(" + ") :] if " + " in a else "")  # same predictive tails
         # calibration moves no mode mean and the path output is the kinematic head's
         p = p.replace(" + calibrated (coverage)", "").replace(" + calibrated (nll)", "")
-        p = p.replace(" + path output", "")
+        for out in (" + path output", " + cv-offset output", " + speed-fan output"):
+            p = p.replace(out, "")
         if a.startswith("position") or p not in learned:
             continue
         d = [
@@ -494,10 +499,12 @@ def main(argv=None):
     )
     ap.add_argument(
         "--eth-mean-output",
-        default="path",
-        choices=("controls", "path"),
+        default="speed_fan",
+        choices=("controls", "path", "cv_offset", "speed_fan"),
         help="kinematic heads (acceleration, velocity): the network outputs each mode's mean "
-        "path (the default) or the mean controls (KinematicGMMForecaster(mean_output=...))",
+        "path, its offset from the constant-velocity path, its offset from a fan of "
+        "constant-speed anchors (the default), or the mean controls "
+        "(KinematicGMMForecaster(mean_output=...))",
     )
     ap.add_argument("--n-full", type=int, default=None, help="full synthetic training set")
     ap.add_argument("--n-test", type=int, default=None)

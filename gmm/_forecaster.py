@@ -57,9 +57,14 @@ class _Config(NamedTuple):
     encoder: str = "mlp"
     social: str | None = None
     tail: str | None = None  # None (Gaussian), "fixed" or "learn" (Student-t df)
-    mean_output: str = "controls"  # or "path" (linear formulations)
+    mean_output: str = "controls"  # or "path" / "cv_offset" / "speed_fan" (linear ones)
 
 
+_PATH_OUTPUTS = (
+    "path",
+    "cv_offset",
+    "speed_fan",
+)  # mean outputs whose controls are finite differences
 _SEQ_FEATURES = 4  # per history step for the GRU: agent-frame position and displacement
 
 
@@ -228,9 +233,16 @@ def _heads(raw, speed, hyper, cfg):
 def _path_controls(r_mean, speed, hyper, cfg):
     r"""Mean controls (K, T, 2) whose rollout is the mode's output path, and an offset.
 
-    ``mean_output="path"``: the raw means are each mode's displacement
-    :math:`d_{k,t} = S\,T\Delta t\; r_{k,t}` from the constant-velocity path
-    :math:`t\,\Delta t\,(v_0, 0)` of the agent frame, at steps t = 1..T. The
+    ``mean_output="path"``: the raw means are each mode's path
+    :math:`p_{k,t} = S\,T\Delta t\; r_{k,t}` in the agent frame, relative to the
+    current position, at steps t = 1..T (the position head's parametrisation).
+    ``mean_output="cv_offset"``: they are its displacement :math:`S\,T\Delta t\;
+    r_{k,t}` from the constant-velocity path :math:`t\,\Delta t\,(v_0, 0)`.
+    ``mean_output="speed_fan"``: the displacement from mode k's own anchor, the path
+    :math:`t\,\Delta t\,(\beta_k v_0, 0)` at the fraction
+    :math:`\beta_k = k / (K - 1)` of the observed speed (evenly from standing to keeping
+    the speed; :math:`\beta_0 = 0` for one mode). In all three :math:`d_{k,t}` below is
+    then the displacement from the constant-velocity path. The
     linear formulations recover the controls by finite differences (:math:`d_0 = 0`):
     ``"velocity"``: :math:`u_s = (v_0, 0) + (d_{s+1} - d_s)/\Delta t`; ``"acceleration"``:
     with :math:`e_t = d_t - t\,d_1`, :math:`u_s = (e_{s+2} - 2e_{s+1} + e_s)/\Delta t^2`
@@ -241,14 +253,21 @@ def _path_controls(r_mean, speed, hyper, cfg):
     """
     S, dt = hyper["speed_scale"], hyper["dt"]
     T = cfg.horizon
+    t = jnp.arange(1, T + 1, dtype=r_mean.dtype)[:, None]
     d = S * T * dt * r_mean
+    cv = t * dt * jnp.stack([speed, jnp.zeros_like(speed)])  # (T, 2)
+    if cfg.mean_output == "path":  # the path itself: subtract the constant-velocity path
+        d = d - cv
+    elif cfg.mean_output == "speed_fan":  # mode k anchored at beta_k times the speed
+        K = d.shape[0]
+        beta = jnp.arange(K, dtype=d.dtype) / max(K - 1, 1)
+        d = d - (1.0 - beta)[:, None, None] * cv
     K = d.shape[0]
     zero = jnp.zeros((K, 1, 2), d.dtype)
     if cfg.formulation == "velocity":
         dd = jnp.concatenate([zero, d], axis=1)
         v0 = jnp.stack([speed, jnp.zeros_like(speed)])
         return v0 + (dd[:, 1:] - dd[:, :-1]) / dt, None
-    t = jnp.arange(1, T + 1, dtype=d.dtype)[:, None]
     offset = t * d[:, :1]
     e = jnp.concatenate([zero, d - offset], axis=1)  # e_0 .. e_T, e_0 = e_1 = 0
     acc = (e[:, 2:] - 2.0 * e[:, 1:-1] + e[:, :-2]) / dt**2
@@ -340,7 +359,7 @@ def _forward_one(params, inp, hyper, cfg):
     raw = out[K:].reshape(K, T, _N_PARAMS)
     u_mean, u_cov = _heads(raw, speed, hyper, cfg)
     offset = None
-    if cfg.mean_output == "path":
+    if cfg.mean_output in _PATH_OUTPUTS:
         u_mean, offset = _path_controls(raw[..., :2], speed, hyper, cfg)
     dt = hyper["dt"]
     dtype = out.dtype
@@ -660,7 +679,7 @@ def _sample_core(params, inp, hyper, key, *, cfg, n_samples):
         z0 = jnp.stack([jnp.zeros((), dtype), jnp.zeros((), dtype), jnp.zeros((), dtype), s])
         return rollout_single(u1, z0, hyper["dt"], wb, cfg.formulation)
 
-    if cfg.mean_output == "path":  # linear kinematics: the mode's path (which carries the
+    if cfg.mean_output in _PATH_OUTPUTS:  # linear kinematics: the mode's path (which carries the
         # initial-velocity correction) plus the rollout from rest of the sampled deviations
         dev = u - u_mean[idx, modes]
         rest = jnp.zeros_like(speed)
@@ -842,18 +861,31 @@ class KinematicGMMForecaster(MixprocEstimator):
         moves every region by one ratio, the degrees of freedom set the ratio of the
         small regions' radii to the large ones', and ``df_`` then holds the chosen
         value. At most 512 held-out windows and 256 Monte Carlo draws per step are used.
-    mean_output : {"controls", "path"}, default="controls"
+    mean_output : {"controls", "path", "cv_offset", "speed_fan"}, default="controls"
         What the network outputs for each mode's mean. ``"controls"``: the mean
-        controls, integrated by the kinematics (Zheng et al., 2024). ``"path"`` (linear
-        formulations, ``"acceleration"`` and ``"velocity"``): the mode's mean path, as its
-        displacement from the constant-velocity path; the mean controls are its finite
-        differences (second differences of the positions for accelerations, first for
-        velocities), so the propagated covariances, the samples (controls drawn and
-        integrated) and everything else stay kinematic. The family of mean paths is
-        the same; what changes is the optimisation: with control outputs a late
-        position is a sum of many outputs, with path outputs each position is one. For
-        accelerations the first step's displacement is each mode's correction of the
-        observed initial velocity (it moves the mean only).
+        controls, integrated by the kinematics (Zheng et al., 2024). The other three
+        need a linear formulation (``"acceleration"`` or ``"velocity"``) and output the
+        mode's mean path; its mean controls are then the path's finite differences
+        (second differences of the positions for accelerations, first for velocities),
+        so the propagated covariances, the samples (controls drawn and integrated) and
+        everything else stay kinematic. They differ in the path a zero output means:
+        ``"path"``: standing still (the path relative to the current position, in the
+        agent frame, the same parametrisation as ``formulation="position"``);
+        ``"cv_offset"``: keeping the observed speed (the output is the displacement from
+        the constant-velocity path); ``"speed_fan"``: mode k keeps the fraction
+        :math:`\beta_k = k / (K - 1)` of the observed speed, so the modes' anchors fan
+        out evenly from standing to keeping the speed. The family of mean paths is the
+        same for all four; what changes is the optimisation (with control outputs a
+        late position is a sum of many outputs, with path outputs each position is one)
+        and how the network extrapolates to agents unlike the training ones: an agent
+        faster than any training agent is extrapolated near its own speed by
+        ``"cv_offset"``, near standing by ``"path"``, and by both across the modes of
+        ``"speed_fan"``. The fan is meant for many modes: with the winner-takes-all
+        loss a mode whose anchor is far from every training path may never win a window
+        and then stays near its anchor (with two modes on walkers that all keep their
+        speed, the standing one is wasted). For accelerations the first step of the path
+        is each mode's correction of the observed initial velocity (it moves the mean
+        only).
     random_state : None, int, numpy.random.RandomState or numpy.random.Generator
         Seeds the weight initialisation and the minibatch order.
     verbose : int, default=0
@@ -940,7 +972,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         "df": [None, Interval(Real, 0, None, closed="neither"), StrOptions({"learn"})],
         "min_std": [Interval(Real, 0, None, closed="neither")],
         "calibrate": ["boolean", StrOptions({"nll", "coverage"})],
-        "mean_output": [StrOptions({"controls", "path"})],
+        "mean_output": [StrOptions({"controls", "path", "cv_offset", "speed_fan"})],
         "random_state": RANDOM_STATE,
         "verbose": ["verbose"],
     }
@@ -1164,9 +1196,12 @@ class KinematicGMMForecaster(MixprocEstimator):
         augment = () if self.augment is None else self.augment.split("+")
         if "scale" in augment:
             lo, hi = self._check_scale_range()
-        if self.mean_output == "path" and self.formulation not in ("acceleration", "velocity"):
+        if self.mean_output in _PATH_OUTPUTS and self.formulation not in (
+            "acceleration",
+            "velocity",
+        ):
             raise ValueError(
-                f"mean_output='path' needs a linear formulation ('acceleration' or "
+                f"mean_output={self.mean_output!r} needs a linear formulation ('acceleration' or "
                 f"'velocity'), whose controls are finite differences of the path; got "
                 f"formulation={self.formulation!r}. Use mean_output='controls' with it."
             )

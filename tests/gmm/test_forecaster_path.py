@@ -1,5 +1,7 @@
-"""``mean_output="path"``: the linear kinematic heads output each mode's mean path."""
+"""``mean_output="path"`` / ``"cv_offset"``: the linear kinematic heads output each mode's
+mean path (or its offset from the constant-velocity path)."""
 
+import functools
 import pickle
 
 import jax.numpy as jnp
@@ -12,16 +14,19 @@ from gmm._kinematics_core import rollout_single
 from mixtures.base import x64_scope
 
 
+@pytest.mark.parametrize("mean_output", ["path", "cv_offset", "speed_fan"])
 @pytest.mark.parametrize("formulation", ["acceleration", "velocity"])
-def test_path_controls_roll_out_to_the_path(formulation):
+def test_path_controls_roll_out_to_the_path(formulation, mean_output):
     """The finite-difference controls, rolled out by explicit Euler from the observed
-    speed, plus the initial-velocity offset, give the constant-velocity path plus the
-    displacement d = S T dt r at every step (closed form)."""
+    speed, plus the initial-velocity offset, give the output path S T dt r at every step
+    ("path"), the constant-velocity path plus that displacement ("cv_offset"), or mode
+    k's constant-speed path at beta_k = k / (K - 1) of the speed plus it ("speed_fan"),
+    in closed form."""
     K, T, dt, S, v0 = 3, 7, 0.4, 1.3, 0.9
     r = np.random.default_rng(0).normal(size=(K, T, 2))
     cfg = core._Config(
         n_modes=K, horizon=T, formulation=formulation, method="exact", variance="propagated",
-        loss="wta", curvature=True, mean_output="path",
+        loss="wta", curvature=True, mean_output=mean_output,
     )  # fmt: skip
     with x64_scope():
         hyper = {"speed_scale": jnp.asarray(S), "dt": jnp.asarray(dt)}
@@ -33,7 +38,8 @@ def test_path_controls_roll_out_to_the_path(formulation):
     if offset is not None:
         paths = paths + np.asarray(offset)
     t = np.arange(1, T + 1)[:, None]
-    want = t * dt * np.array([v0, 0.0]) + S * T * dt * r
+    beta = {"path": 0.0, "cv_offset": 1.0, "speed_fan": np.array([0.0, 0.5, 1.0])[:, None, None]}
+    want = S * T * dt * r + beta[mean_output] * t * dt * np.array([v0, 0.0])
     np.testing.assert_allclose(paths, want, atol=1e-12)
     assert (offset is None) == (formulation == "velocity")
 
@@ -52,22 +58,28 @@ def _walkers(n, seed):
     return hist, fut
 
 
-@pytest.fixture(scope="module")
-def fitted():
+@functools.cache
+def _fit(mean_output):
     hist, fut = _walkers(300, 0)
     f = KinematicGMMForecaster(
         n_modes=2, formulation="acceleration", dt=0.4, hidden_sizes=(16,), epochs=30,
-        batch_size=100, min_std=0.02, mean_output="path", random_state=0,
+        batch_size=100, min_std=0.02, mean_output=mean_output, random_state=0,
     ).fit(hist, fut)  # fmt: skip
     return hist, fut, f
 
 
-def test_samples_match_the_predictive_moments(fitted):
+@pytest.fixture(scope="module")
+def fitted():
+    return _fit("path")
+
+
+@pytest.mark.parametrize("mean_output", ["path", "speed_fan"])
+def test_samples_match_the_predictive_moments(mean_output):
     """Sampled paths (controls drawn and integrated) have the per-step means and
     covariances of the predictive mixture (Monte Carlo, 20 000
     draws: standard errors below 1 % of the spread). The modes' mean paths include
     the initial-velocity correction, which the sampler must carry too."""
-    hist, _, f = fitted
+    hist, _, f = _fit(mean_output)
     probs, means, covs = f.predict_gaussians(hist[:2])
     s = f.sample(hist[:2], n_samples=20000, random_state=1)
     mix_mean = np.einsum("nk,nkti->nti", probs, means)
@@ -95,8 +107,39 @@ def test_path_head_learns_the_turns_and_survives_pickling(fitted):
     assert back.score(hist, fut) == f.score(hist, fut)
 
 
-def test_path_needs_a_linear_formulation():
+@pytest.mark.parametrize("mean_output", ["path", "cv_offset", "speed_fan"])
+def test_path_needs_a_linear_formulation(mean_output):
     hist, fut = _walkers(20, 1)
-    f = KinematicGMMForecaster(formulation="accel_steering", mean_output="path", epochs=1)
-    with pytest.raises(ValueError, match="mean_output='path' needs a linear formulation"):
+    f = KinematicGMMForecaster(formulation="accel_steering", mean_output=mean_output, epochs=1)
+    with pytest.raises(ValueError, match=f"mean_output='{mean_output}' needs a linear formulation"):
         f.fit(hist, fut)
+
+
+def test_path_output_has_the_position_heads_means():
+    """With the same weights, ``mean_output="path"`` gives the mode means (and mode
+    probabilities) of ``formulation="position"`` exactly: the parametrisation of the
+    mean paths is the position head's, only the covariances are kinematic. The
+    ``"cv_offset"`` means differ from them by the constant-velocity path."""
+    hist, fut = _walkers(40, 2)
+    f = KinematicGMMForecaster(
+        n_modes=3, formulation="position", dt=0.4, hidden_sizes=(8,), epochs=2, random_state=0
+    ).fit(hist, fut)
+    _, _, speed, inp = f._inputs(hist)
+    cfg = f._cfg(fut.shape[1], fitted=True)
+    with x64_scope():
+        out = {
+            m: core._forward(f.params_, inp, f._hyper(), cfg._replace(**kw))
+            for m, kw in {
+                "position": {},
+                "path": dict(formulation="acceleration", mean_output="path"),
+                "cv_offset": dict(formulation="acceleration", mean_output="cv_offset"),
+            }.items()
+        }
+    np.testing.assert_allclose(out["path"][0], out["position"][0], atol=0)
+    # means to 1 micrometre: the controls are second differences, rolled out again
+    np.testing.assert_allclose(out["path"][1], out["position"][1], atol=1e-6)
+    t = np.arange(1, fut.shape[1] + 1)[None, None, :, None]
+    cv = t * 0.4 * np.stack([speed, np.zeros_like(speed)], -1)[:, None, None]
+    np.testing.assert_allclose(out["cv_offset"][1], out["position"][1] + cv, atol=1e-6)
+    # the covariances are not the position head's: they grow from the floor at step 1
+    assert not np.allclose(out["path"][2], out["position"][2])
