@@ -60,11 +60,8 @@ class _Config(NamedTuple):
     mean_output: str = "controls"  # or "path" / "cv_offset" / "speed_fan" (linear ones)
 
 
-_PATH_OUTPUTS = (
-    "path",
-    "cv_offset",
-    "speed_fan",
-)  # mean outputs whose controls are finite differences
+# mean outputs whose mean controls are finite differences of an output path
+_PATH_OUTPUTS = ("path", "cv_offset", "speed_fan")
 _SEQ_FEATURES = 4  # per history step for the GRU: agent-frame position and displacement
 
 
@@ -259,8 +256,7 @@ def _path_controls(r_mean, speed, hyper, cfg):
     if cfg.mean_output == "path":  # the path itself: subtract the constant-velocity path
         d = d - cv
     elif cfg.mean_output == "speed_fan":  # mode k anchored at beta_k times the speed
-        K = d.shape[0]
-        beta = jnp.arange(K, dtype=d.dtype) / max(K - 1, 1)
+        beta = jnp.arange(d.shape[0], dtype=d.dtype) / max(d.shape[0] - 1, 1)
         d = d - (1.0 - beta)[:, None, None] * cv
     K = d.shape[0]
     zero = jnp.zeros((K, 1, 2), d.dtype)
