@@ -62,6 +62,7 @@ class _Config(NamedTuple):
 
 # mean outputs whose mean controls are finite differences of an output path
 _PATH_OUTPUTS = ("path", "cv_offset", "speed_fan")
+_LINEAR_FORMULATIONS = ("acceleration", "velocity")  # controls are finite differences
 _SEQ_FEATURES = 4  # per history step for the GRU: agent-frame position and displacement
 
 
@@ -252,7 +253,8 @@ def _path_controls(r_mean, speed, hyper, cfg):
     T = cfg.horizon
     t = jnp.arange(1, T + 1, dtype=r_mean.dtype)[:, None]
     d = S * T * dt * r_mean
-    cv = t * dt * jnp.stack([speed, jnp.zeros_like(speed)])  # (T, 2)
+    v0 = jnp.stack([speed, jnp.zeros_like(speed)])
+    cv = t * dt * v0  # (T, 2): the constant-velocity path
     if cfg.mean_output == "path":  # the path itself: subtract the constant-velocity path
         d = d - cv
     elif cfg.mean_output == "speed_fan":  # mode k anchored at beta_k times the speed
@@ -262,7 +264,6 @@ def _path_controls(r_mean, speed, hyper, cfg):
     zero = jnp.zeros((K, 1, 2), d.dtype)
     if cfg.formulation == "velocity":
         dd = jnp.concatenate([zero, d], axis=1)
-        v0 = jnp.stack([speed, jnp.zeros_like(speed)])
         return v0 + (dd[:, 1:] - dd[:, :-1]) / dt, None
     offset = t * d[:, :1]
     e = jnp.concatenate([zero, d - offset], axis=1)  # e_0 .. e_T, e_0 = e_1 = 0
@@ -1192,10 +1193,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         augment = () if self.augment is None else self.augment.split("+")
         if "scale" in augment:
             lo, hi = self._check_scale_range()
-        if self.mean_output in _PATH_OUTPUTS and self.formulation not in (
-            "acceleration",
-            "velocity",
-        ):
+        if self.mean_output in _PATH_OUTPUTS and self.formulation not in _LINEAR_FORMULATIONS:
             raise ValueError(
                 f"mean_output={self.mean_output!r} needs a linear formulation ('acceleration' or "
                 f"'velocity'), whose controls are finite differences of the path; got "
