@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections import defaultdict
@@ -54,6 +55,19 @@ TRAJECTRON_PP_AVG = (0.19, 0.41)
 #: repository, issue #53: ETH 0.67/1.18, Hotel 0.18/0.28, Univ 0.30/0.54, Zara1 0.25/0.41,
 #: Zara2 0.18/0.32)
 TRAJECTRON_PP = {"(published, leaks)": TRAJECTRON_PP_AVG, "(re-run without leak)": (0.32, 0.55)}
+
+#: ETH/UCY file -> the place it was recorded (zara01-03 share a street, students001/003
+#: and uni_examples a campus): the groups held out in turn by --eth-calibration-groups
+LOCATION = {
+    "biwi_eth": "eth",
+    "biwi_hotel": "hotel",
+    "students001": "univ",
+    "students003": "univ",
+    "uni_examples": "univ",
+    "crowds_zara01": "zara",
+    "crowds_zara02": "zara",
+    "crowds_zara03": "zara",
+}
 
 #: arm name -> (formulation, method, variance)
 ARMS = {
@@ -296,6 +310,8 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                 nb = {}
                 if social:
                     nb = dict(neighbours=tr.neighbours[idx], neighbour_mask=tr.neighbour_mask[idx])
+                if cfg.get("eth_calibrate") and cfg.get("eth_calibration_groups") == "locations":
+                    nb["groups"] = np.array([LOCATION[src] for src in tr.sources[idx]])
                 m.fit(tr.history[idx], tr.future[idx], **nb)
                 fit_cpu = time.process_time() - c0
                 nbt = dict(neighbours=te.neighbours, neighbour_mask=te.neighbour_mask)
@@ -305,7 +321,8 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                 cov = mixture_coverage(te.future, probs, means, covs, random_state=seed, df=m.df_)
                 tail = "" if cfg["eth_df"] is None else f" + Student-t (df {cfg['eth_df']})"
                 tail += f" + {cfg['eth_augment']}" if cfg["eth_augment"] else ""
-                tail += f" + calibrated ({m.calibrate})" if m.calibrate else ""
+                on = " on held-out locations" if "groups" in nb else ""
+                tail += f" + calibrated ({m.calibrate}{on})" if m.calibrate else ""
                 tail += {
                     "path": " + path output",
                     "cv_offset": " + cv-offset output",
@@ -417,7 +434,7 @@ def print_eth_ucy(recs):
     for a in learned:
         p = "position" + (a[a.index(" + ") :] if " + " in a else "")  # same predictive tails
         # calibration moves no mode mean and the path output is the kinematic head's
-        p = p.replace(" + calibrated (coverage)", "").replace(" + calibrated (nll)", "")
+        p = re.sub(r" \+ calibrated \([^)]*\)", "", p)
         for out in (" + path output", " + cv-offset output", " + speed-fan output"):
             p = p.replace(out, "")
         if a.startswith("position") or p not in learned:
@@ -498,6 +515,14 @@ def main(argv=None):
         "and coverage of the same fit are recorded beside it)",
     )
     ap.add_argument(
+        "--eth-calibration-groups",
+        default="locations",
+        choices=("locations", "windows"),
+        help="with --eth-calibrate: choose the factor on each training location (eth, hotel, "
+        "univ, zara) under a fit without it (the default; fit(..., groups=...)), or on the "
+        "held-out training windows",
+    )
+    ap.add_argument(
         "--eth-mean-output",
         default="speed_fan",
         choices=("controls", "path", "cv_offset", "speed_fan"),
@@ -554,6 +579,7 @@ def main(argv=None):
         eth_min_std=args.eth_min_std,
         eth_augment=None if args.eth_augment == "none" else args.eth_augment,
         eth_calibrate=args.eth_calibrate,
+        eth_calibration_groups=args.eth_calibration_groups,
         eth_mean_output=args.eth_mean_output,
     )
     if cfg["eth_epochs"] is None:  # equal Adam steps: 20 epochs of the caller's windows

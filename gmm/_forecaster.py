@@ -21,6 +21,7 @@ import numpy as np
 import optax
 from scipy.optimize import minimize_scalar
 from scipy.special import gammaincinv, softmax
+from sklearn.base import clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 from tqdm.auto import tqdm
@@ -511,8 +512,13 @@ def _loss_chunked(params, inp, Y, hyper, cfg):
     return total / len(inp["x"])
 
 
-def _calibrated_scale(params, val, hyper, cfg, df):
-    """Variance scale c minimising the per-step predictive NLL of the held-out windows.
+def _calibrated_scale(sets, cfg, df):
+    """Variance scale c minimising the per-step predictive NLL of held-out windows.
+
+    ``sets`` is a list of ``(params, inputs, y, hyper)``: a fitted network with windows
+    it was not trained on (the held-out windows of the fit, or each group of windows
+    with the network fitted without it); the objective is the mean of their per-step
+    NLLs, each set weighted equally.
 
     Every covariance the head produces is multiplied by c (the control covariances
     before the kinematic propagation, so the position covariances scale by c too and
@@ -521,12 +527,14 @@ def _calibrated_scale(params, val, hyper, cfg, df):
     (Guo et al., 2017; Levi et al., 2022, "Evaluating and calibrating uncertainty
     prediction in regression tasks"). ``hyper`` is traced, so no value of c recompiles.
     """
-    inp, y = val
 
     def objective(log_c):
-        h = dict(hyper, variance_scale=jnp.asarray(np.exp(log_c), jnp.float64))
-        logits, mean, cov, _, _ = _forward_chunked(params, inp, h, cfg)
-        return _metrics.nll(y, softmax(logits, axis=1), mean, cov, per="step", df=df)
+        total = 0.0
+        for params, inp, y, hyper in sets:
+            h = dict(hyper, variance_scale=jnp.asarray(np.exp(log_c), jnp.float64))
+            logits, mean, cov, _, _ = _forward_chunked(params, inp, h, cfg)
+            total += _metrics.nll(y, softmax(logits, axis=1), mean, cov, per="step", df=df)
+        return total / len(sets)
 
     res = minimize_scalar(
         objective, bounds=(np.log(1 / 16), np.log(16)), method="bounded",
@@ -553,7 +561,7 @@ def _hdr_masses(params, inp, y, u, eps, hyper, cfg):
 _COVERAGE_DF = 2.0 ** (np.arange(25) / 4)  # Student-t degrees of freedom 1 ... 64
 
 
-def _coverage_calibration(params, val, hyper, cfg, df, rng):
+def _coverage_calibration(sets, cfg, df, rng):
     r"""Covariance factor c (and Student-t degrees of freedom) for calibrated HDR masses.
 
     For a calibrated predictive the mass of the highest-density region that just
@@ -571,43 +579,55 @@ def _coverage_calibration(params, val, hyper, cfg, df, rng):
     (standard normals, and the uniforms whose gamma quantiles give the Student-t scales)
     keep the objective smooth in both; no value recompiles.
 
+    ``sets`` is a list of ``(params, inputs, y, hyper)``: a fitted network with windows
+    it was not trained on. With several sets (each group of windows under the network
+    fitted without it) :math:`\hat F` is the mean of their empirical CDFs, each set
+    weighted equally, and the at most ``_COVERAGE_WINDOWS`` windows are shared equally
+    among them.
+
     Returns
     -------
     c : float
     df : float or None
         The chosen degrees of freedom (``None`` for Gaussian modes).
     """
-    inp, y = val
-    n = len(y)
-    if n > _COVERAGE_WINDOWS:
-        rows = np.sort(rng.choice(n, _COVERAGE_WINDOWS, replace=False))
-        inp, y, n = _take(inp, rows), y[rows], _COVERAGE_WINDOWS
-    T, S = y.shape[1], _COVERAGE_DRAWS
-    u = rng.random((n, S, T))
-    z = rng.standard_normal((n, S, T, 2))
-    v = None if df is None else rng.random((n, S, T, 1))
+    budget = max(_COVERAGE_WINDOWS // len(sets), 1)
+    prepared = []  # per set: params, inputs, y, hyper, u, standard normals, gamma uniforms
+    for params, inp, y, hyper in sets:
+        n = len(y)
+        if n > budget:
+            rows = np.sort(rng.choice(n, budget, replace=False))
+            inp, y, n = _take(inp, rows), y[rows], budget
+        T, S = y.shape[1], _COVERAGE_DRAWS
+        u = rng.random((n, S, T))
+        z = rng.standard_normal((n, S, T, 2))
+        v = None if df is None else rng.random((n, S, T, 1))
+        prepared.append((params, inp, y, hyper, u, z, v))
     if df is not None:  # nu is then a traced input, like c
         cfg = cfg._replace(tail="fixed")
-    memo, draws = {}, {None: z}  # the standard draws and the Student-t ones of the last nu
+    memo, draws = {}, {}  # the Student-t draws of the last nu, per set
 
-    def error(log_c, nu):
-        key = (round(float(log_c), 9), nu)
-        if key in memo:
-            return memo[key]
+    def set_cdf(i, log_c, nu):
+        params, inp, y, hyper, u, z, v = prepared[i]
         h = dict(hyper, variance_scale=jnp.asarray(np.exp(log_c), jnp.float64))
+        eps = z
         if nu is not None:
             h["df"] = jnp.asarray(nu, jnp.float64)
-            if nu not in draws:  # one gamma scale per draw, shared by every c at this nu
-                draws.clear()
-                draws.update({None: z, nu: z / np.sqrt(gammaincinv(nu / 2, v) * (2 / nu))})
-        eps = draws[nu]
+            if draws.get(i, (None,))[0] != nu:  # one gamma scale per draw, for every c
+                draws[i] = (nu, z / np.sqrt(gammaincinv(nu / 2, v) * (2 / nu)))
+            eps = draws[i][1]
         masses = [
             np.asarray(_hdr_masses(params, chunk, yc, uc, ec, h, cfg))[:m]
             for m, chunk, (yc, uc, ec) in _chunks(inp, y, u, eps)
         ]
         masses = np.concatenate(masses).ravel()
-        cdf = (masses[:, None] <= _COVERAGE_LEVELS).mean(0)
-        memo[key] = float(np.sum((cdf - _COVERAGE_LEVELS) ** 2))
+        return (masses[:, None] <= _COVERAGE_LEVELS).mean(0)
+
+    def error(log_c, nu):
+        key = (round(float(log_c), 9), nu)
+        if key not in memo:
+            cdf = np.mean([set_cdf(i, log_c, nu) for i in range(len(prepared))], axis=0)
+            memo[key] = float(np.sum((cdf - _COVERAGE_LEVELS) ** 2))
         return memo[key]
 
     grid = np.linspace(np.log(2.0**-8), np.log(2.0**8), 33)
@@ -1109,6 +1129,40 @@ class KinematicGMMForecaster(MixprocEstimator):
             )
         return np.where(mask[..., None, None], nb, 0.0), mask
 
+    def _check_groups(self, groups, n):
+        """``groups`` as an (N,) array with at least two labels, or None."""
+        if groups is None:
+            return None
+        if not self.calibrate:
+            raise ValueError(
+                "groups are used only to calibrate on held-out groups, and calibrate=False; "
+                "pass calibrate='coverage' (or 'nll') with them, or leave them out."
+            )
+        groups = np.asarray(groups)
+        if groups.shape != (n,):
+            raise ValueError(
+                f"groups must have shape (n_samples,) = ({n},), one label per window; "
+                f"got {groups.shape}."
+            )
+        if len(np.unique(groups)) < 2:
+            raise ValueError(
+                "groups must hold at least two labels (each group is held out in turn); "
+                f"got {len(np.unique(groups))}. Pass one label per scene or recording."
+            )
+        return groups
+
+    def _held_out_group(self, history, future, nb, nb_mask, inside):
+        """Fit a copy without the windows ``inside``; the copy and its inputs and
+        agent-frame targets for those windows (for the calibration on held-out groups)."""
+        aux = clone(self).set_params(calibrate=False, verbose=0)
+        keep = ~inside
+        nbs = {} if nb is None else dict(neighbours=nb[keep], neighbour_mask=nb_mask[keep])
+        aux.fit(history[keep], future[keep], **nbs)
+        nbs = {} if nb is None else (nb[inside], nb_mask[inside])
+        p0, R, _, inp = aux._inputs(history[inside], *nbs)
+        y = np.einsum("nji,ntj->nti", R, future[inside] - p0[:, None])
+        return aux, inp, y
+
     def _inputs(self, history, neighbours=None, neighbour_mask=None):
         """Current position, rotation, speed and the network inputs (a dict of arrays).
 
@@ -1170,7 +1224,7 @@ class KinematicGMMForecaster(MixprocEstimator):
 
     # -- fit / predict ---------------------------------------------------------------
 
-    def fit(self, history, future, neighbours=None, neighbour_mask=None):
+    def fit(self, history, future, neighbours=None, neighbour_mask=None, groups=None):
         """Fit on past positions ``history`` (N, H, 2) and future positions (N, T, 2).
 
         Parameters
@@ -1183,6 +1237,18 @@ class KinematicGMMForecaster(MixprocEstimator):
             with ``social="attention"``; world frame, like ``history``).
         neighbour_mask : array-like of bool of shape (N, M), optional
             Which neighbour slots hold an agent (default: all).
+        groups : array-like of shape (N,), optional
+            A label per window (its scene or recording, say), used only by
+            ``calibrate``: the factor c (and with ``"coverage"`` the degrees of freedom)
+            is then chosen on held-out groups instead of held-out windows. For each
+            group g a copy of this estimator (same parameters, ``calibrate=False``) is
+            fitted on the windows outside g and predicts g's windows; the calibration
+            objective averages the groups with equal weight. This is cross-fitted
+            calibration: held-out windows of the training scenes share their scenes with
+            the training windows, so a model looks calibrated on them and is too
+            confident on a new scene; a group held out whole shows the model a new
+            scene, as the test scene will (Gong et al., 2021). It costs one more fit
+            per group.
 
         Returns
         -------
@@ -1199,10 +1265,11 @@ class KinematicGMMForecaster(MixprocEstimator):
                 f"'velocity'), whose controls are finite differences of the path; got "
                 f"formulation={self.formulation!r}. Use mean_output='controls' with it."
             )
-        if self.calibrate and not self.validation_fraction > 0:
+        if self.calibrate and groups is None and not self.validation_fraction > 0:
             raise ValueError(
                 f"calibrate={self.calibrate!r} chooses the variance scale on held-out "
-                f"windows; set validation_fraction in (0, 1) (got {self.validation_fraction})."
+                f"windows; set validation_fraction in (0, 1) (got {self.validation_fraction}),"
+                " or pass groups to calibrate on held-out groups."
             )
         history = self._check_history(history, reset=True)
         future = check_array(
@@ -1219,6 +1286,11 @@ class KinematicGMMForecaster(MixprocEstimator):
                 f"got {future.shape}."
             )
         nb, nb_mask = self._check_neighbours(history, neighbours, neighbour_mask, reset=True)
+        groups = self._check_groups(groups, len(history))
+        held_out = []  # (fit without the group, its inputs, y) per group
+        if groups is not None:
+            for g in tqdm(np.unique(groups), disable=self.verbose <= 0, desc="group fits"):
+                held_out.append(self._held_out_group(history, future, nb, nb_mask, groups == g))
         self.horizon_ = future.shape[1]
         k = min(history.shape[1] - 1, 3)
         speeds = np.linalg.norm(history[:, -1] - history[:, -1 - k], axis=1) / (k * self.dt)
@@ -1310,10 +1382,14 @@ class KinematicGMMForecaster(MixprocEstimator):
                 params = best[1]
             df = _df(params, hyper, cfg)
             df = None if df is None else float(df)
+            if held_out:  # each group under the fit without it
+                sets = [(a.params_, i, t, a._hyper(variance_scale=1.0)) for a, i, t in held_out]
+            else:  # the held-out windows under this fit
+                sets = [(params, *val, hyper)] if val is not None else []
             if self.calibrate == "coverage":
-                scale, df = _coverage_calibration(params, val, hyper, cfg, df, rng)
+                scale, df = _coverage_calibration(sets, cfg, df, rng)
             elif self.calibrate:  # True or "nll"
-                scale = _calibrated_scale(params, val, hyper, cfg, df)
+                scale = _calibrated_scale(sets, cfg, df)
             else:
                 scale = 1.0
             _, mean, _, _, _ = _forward_chunked(params, own_inp, hyper, cfg)

@@ -61,6 +61,10 @@ class TrajectoryData(NamedTuple):
         where ``neighbour_mask`` is False.
     neighbour_mask : ndarray of bool of shape (N, M) or None
         Which neighbour slots hold an agent.
+    sources : ndarray of str of shape (N,) or None
+        The file each window comes from (ETH/UCY: its stem, e.g. ``"students003"``);
+        use it (or the scene or place of the file) as ``groups`` to hold out whole
+        recordings, e.g. in ``KinematicGMMForecaster.fit(..., groups=...)``.
     """
 
     history: np.ndarray
@@ -69,6 +73,7 @@ class TrajectoryData(NamedTuple):
     dt: float
     neighbours: np.ndarray | None = None
     neighbour_mask: np.ndarray | None = None
+    sources: np.ndarray | None = None
 
 
 def _intent_profiles(intent, t, v0, rng_vals):
@@ -327,7 +332,8 @@ def load_eth_ucy(
     -------
     TrajectoryData
         ``history`` (N, H, 2), ``future`` (N, T, 2) in world coordinates, ``labels`` the
-        pedestrian ids, ``dt`` (and the neighbours, with ``max_neighbours > 0``).
+        pedestrian ids (per file), ``dt``, ``sources`` the file stem of each window (and
+        the neighbours, with ``max_neighbours > 0``).
 
     Raises
     ------
@@ -357,7 +363,7 @@ def load_eth_ucy(
     if int(max_neighbours) != max_neighbours or max_neighbours < 0:
         raise ValueError(f"max_neighbours must be a non-negative integer; got {max_neighbours!r}.")
     M = int(max_neighbours)
-    hs, fs, ids, nbs, masks = [], [], [], [], []
+    hs, fs, ids, nbs, masks, srcs = [], [], [], [], [], []
     w = history + horizon
     for stem in stems:
         path = os.path.join(directory, stem + ".txt")
@@ -373,18 +379,22 @@ def load_eth_ucy(
                 hs.append(xy[s : s + history])
                 fs.append(xy[s + history : s + w])
                 ids.append(pid)
+                srcs.append(stem)
                 if M:
                     nb, mask = scene.neighbours(pid, first + s + history - 1, history, M)
                     nbs.append(nb)
                     masks.append(mask)
     if not hs:
         empty = np.empty((0, history, 2)), np.empty((0, horizon, 2))
-        extra = (np.empty((0, M, history, 2)), np.empty((0, M), bool)) if M else ()
-        return TrajectoryData(*empty, np.empty(0, dtype=np.int64), float(dt), *extra)
-    extra = (np.stack(nbs), np.stack(masks)) if M else ()
+        extra = (np.empty((0, M, history, 2)), np.empty((0, M), bool)) if M else (None, None)
+        return TrajectoryData(
+            *empty, np.empty(0, dtype=np.int64), float(dt), *extra, sources=np.empty(0, str)
+        )
+    extra = (np.stack(nbs), np.stack(masks)) if M else (None, None)
     return TrajectoryData(
-        np.stack(hs), np.stack(fs), np.asarray(ids, dtype=np.int64), float(dt), *extra
-    )
+        np.stack(hs), np.stack(fs), np.asarray(ids, dtype=np.int64), float(dt), *extra,
+        sources=np.asarray(srcs),
+    )  # fmt: skip
 
 
 class _SceneIndex:

@@ -46,7 +46,7 @@ def test_scale_minimises_the_held_out_nll_closed_form():
     p0, R, _, inp = f._inputs(vh)
     y = np.einsum("nji,ntj->nti", R, vf - p0[:, None])
     with x64_scope():
-        got = core._calibrated_scale(f.params_, (inp, y), f._hyper(1.0), f._cfg(6), None)
+        got = core._calibrated_scale([(f.params_, inp, y, f._hyper(1.0))], f._cfg(6), None)
     # the bounded search stops at 1e-3 in log c; the floor (1e-10 m^2) is negligible
     assert want > 1.3
     np.testing.assert_allclose(got, want, rtol=2e-3)
@@ -110,9 +110,8 @@ def test_coverage_scale_matches_the_closed_form_calibration_error():
     p0, R, _, inp = f._inputs(vh)
     y = np.einsum("nji,ntj->nti", R, vf - p0[:, None])
     with x64_scope():
-        got, df = core._coverage_calibration(
-            f.params_, (inp, y), f._hyper(1.0), f._cfg(6), None, np.random.default_rng(0)
-        )
+        sets = [(f.params_, inp, y, f._hyper(1.0))]
+        got, df = core._coverage_calibration(sets, f._cfg(6), None, np.random.default_rng(0))
     assert df is None and want > 1.3
     # grid step 2**(1/6) refined by tenths; Monte Carlo masses blur the CDF slightly
     np.testing.assert_allclose(got, want, rtol=0.1)
@@ -151,9 +150,8 @@ def test_coverage_chooses_df_and_scale_by_the_closed_form_calibration_error():
     p0, R, _, inp = f._inputs(vh)
     y = np.einsum("nji,ntj->nti", R, vf - p0[:, None])
     with x64_scope():
-        got_c, got_nu = core._coverage_calibration(
-            f.params_, (inp, y), f._hyper(1.0), f._cfg(6), 8.0, np.random.default_rng(0)
-        )
+        sets = [(f.params_, inp, y, f._hyper(1.0))]
+        got_c, got_nu = core._coverage_calibration(sets, f._cfg(6), 8.0, np.random.default_rng(0))
     assert 1.4 < want_nu < 2.9
     # one quarter octave of nu; c within the refined grid step and the Monte Carlo blur
     assert abs(np.log2(got_nu / want_nu)) <= 0.25 + 1e-9
@@ -180,3 +178,77 @@ def test_coverage_calibration_fit_and_pickle():
     np.testing.assert_allclose(f.score(hist, fut), want, rtol=1e-12)
     with pytest.raises(ValueError, match=r"calibrate='coverage'.*validation_fraction.*got 0\.0\)"):
         clone(f).set_params(validation_fraction=0.0).fit(hist, fut)
+
+
+@pytest.fixture(scope="module")
+def two_groups():
+    """Two recordings of the same walkers, one with four times the other's noise."""
+    ha, fa = _walkers(200, 10, noise=0.075)
+    hb, fb = _walkers(200, 11, noise=0.3)
+    groups = np.repeat(np.array(["quiet", "noisy"]), 200)
+    return np.concatenate([ha, hb]), np.concatenate([fa, fb]), groups
+
+
+def _held_out_m2(hist, fut, groups, kw):
+    """Per group, the Mahalanobis distances m^2 of its steps under a fit without it
+    (the reference: the fits the estimator makes, rebuilt from public parts)."""
+    out = []
+    for g in np.unique(groups):
+        out_g = groups != g
+        aux = KinematicGMMForecaster(**kw).fit(hist[out_g], fut[out_g])
+        _, means, covs = aux.predict_gaussians(hist[~out_g])
+        d = fut[~out_g] - means[:, 0]
+        out.append(np.einsum("nti,ntij,ntj->nt", d, np.linalg.inv(covs[:, 0]), d).ravel())
+    return out
+
+
+def test_calibration_on_held_out_groups_matches_the_closed_forms(two_groups):
+    """With ``groups`` the factor is chosen on each group under the fit without it, the
+    groups weighted equally. For one Gaussian mode the per-step NLL is
+    log c + m^2 / (2 c) + const, so the NLL factor is mean_g(mean(m_g^2)) / 2; the HDR
+    mass of a step is 1 - exp(-m^2 / (2 c)), so the coverage factor minimises the
+    calibration error of the mean of the groups' empirical CDFs. A fit on the quiet
+    recording is far too confident on the noisy one (and one on the noisy recording far
+    too wide on the quiet one), which the held-out windows (drawn from both recordings,
+    as the training windows are) cannot show."""
+    hist, fut, groups = two_groups
+    kw = dict(KW, formulation="position", epochs=40, learning_rate=1e-2)  # variances learned
+    m2 = _held_out_m2(hist, fut, groups, kw)
+    want_nll = np.mean([m.mean() for m in m2]) / 2
+    q = np.arange(1, 20) / 20
+
+    def error(c):
+        cdf = np.mean([((1 - np.exp(-m[:, None] / (2 * c))) <= q).mean(0) for m in m2], 0)
+        return np.sum((cdf - q) ** 2)
+
+    cs = np.exp(np.linspace(np.log(1 / 4), np.log(64), 3001))
+    want_cov = cs[np.argmin([error(c) for c in cs])]
+    nll = KinematicGMMForecaster(**kw, calibrate="nll").fit(hist, fut, groups=groups)
+    cov = KinematicGMMForecaster(**kw, calibrate="coverage").fit(hist, fut, groups=groups)
+    windows = KinematicGMMForecaster(**kw, calibrate="nll").fit(hist, fut)
+    c_windows = windows.variance_scale_
+    assert 0.5 < c_windows < 2  # on held-out windows the fit looks about right
+    # on held-out groups it is not: far from that factor, each way for one criterion
+    assert want_nll > 2 * c_windows and want_cov < c_windows / 2
+    np.testing.assert_allclose(nll.variance_scale_, want_nll, rtol=2e-3)  # xatol 1e-3
+    np.testing.assert_allclose(cov.variance_scale_, want_cov, rtol=0.1)  # as above
+    assert error(cov.variance_scale_) < error(c_windows)
+    # the main fit is the same with or without groups: only the factor changes
+    np.testing.assert_array_equal(nll.predict(hist[:5])[0], windows.predict(hist[:5])[0])
+    back = pickle.loads(pickle.dumps(cov))
+    assert back.variance_scale_ == cov.variance_scale_
+    # held-out groups need no held-out windows
+    no_val = clone(nll).set_params(validation_fraction=0.0).fit(hist, fut, groups=groups)
+    assert no_val.best_epoch_ == kw["epochs"] and no_val.variance_scale_ > 2 * c_windows
+
+
+def test_groups_errors(two_groups):
+    hist, fut, groups = two_groups
+    f = KinematicGMMForecaster(**dict(KW, formulation="position"))
+    with pytest.raises(ValueError, match=r"groups are used only.*calibrate=False.*'coverage'"):
+        f.fit(hist, fut, groups=groups)
+    f.set_params(calibrate="coverage")
+    with pytest.raises(ValueError, match=r"shape \(n_samples,\) = \(400,\).*got \(200,\)"):
+        f.fit(hist, fut, groups=groups[:200])
+    with pytest.raises(ValueError, match=r"at least two labels.*got 1"):
+        f.fit(hist, fut, groups=np.zeros(400))
