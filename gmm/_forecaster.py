@@ -878,6 +878,10 @@ class KinematicGMMForecaster(MixprocEstimator):
         moves every region by one ratio, the degrees of freedom set the ratio of the
         small regions' radii to the large ones', and ``df_`` then holds the chosen
         value. At most 512 held-out windows and 256 Monte Carlo draws per step are used.
+        With ``groups`` passed to :meth:`fit`, either criterion is evaluated on held-out
+        groups instead of held-out windows (each group under a fit without it; the 512
+        windows are shared equally among the groups): the way to calibrate for a scene
+        unlike the training windows, as in leave-one-scene-out benchmarks.
     mean_output : {"controls", "path", "cv_offset", "speed_fan"}, default="controls"
         What the network outputs for each mode's mean. ``"controls"``: the mean
         controls, integrated by the kinematics (Zheng et al., 2024). The other three
@@ -955,6 +959,9 @@ class KinematicGMMForecaster(MixprocEstimator):
 
     V. Kuleshov, N. Fenner, S. Ermon, "Accurate Uncertainties for Deep Learning Using
     Calibrated Regression", ICML 2018.
+
+    Y. Gong, X. Lin, Y. Yao, T. G. Dietterich, A. Divakaran, M. Gervasio, "Confidence
+    Calibration for Domain Generalization under Covariate Shift", ICCV 2021.
 
     Examples
     --------

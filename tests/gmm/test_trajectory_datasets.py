@@ -22,6 +22,10 @@ def test_parse_tiny_file_with_gap(tmp_path):
     np.testing.assert_allclose(d.history[0], [[0, 0], [1, 2]])
     np.testing.assert_allclose(d.future[0], [[2, 4]])
     assert d.dt == 0.4
+    assert d.sources.tolist() == ["toy"] * 6
+    (tmp_path / "toy2.txt").write_text("\n".join(f"{10 * s}\t7\t{s}\t0" for s in range(4)))
+    both = [load_eth_ucy(tmp_path, stem, history=2, horizon=1) for stem in ("toy", "toy2")]
+    assert [len(b.sources) for b in both] == [6, 2] and both[1].sources.tolist() == ["toy2"] * 2
     with pytest.raises(ValueError, match="not found"):
         load_eth_ucy(tmp_path, "nope")
     (tmp_path / "bad.txt").write_text("1 2 3\n")
@@ -43,6 +47,11 @@ def test_eth_ucy_track_counts():
         assert steps.max() < 5.0
     tr = load_eth_ucy(ETH_UCY, "eth", split="train")
     assert len(tr.history) > 30 * len(load_eth_ucy(ETH_UCY, "eth").history)
+    # the training windows come file by file; sources names each window's file
+    for stem in ("biwi_hotel", "students003", "crowds_zara03"):
+        own = load_eth_ucy(ETH_UCY, stem)
+        np.testing.assert_array_equal(tr.history[tr.sources == stem], own.history)
+    assert "biwi_eth" not in set(tr.sources)
 
 
 def test_bicycle_traffic_properties():
