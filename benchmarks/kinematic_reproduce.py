@@ -510,9 +510,9 @@ def main(argv=None):
         const="nll",
         default=None,
         choices=("nll", "coverage"),
-        help="one covariance factor fitted on the held-out training windows, by their NLL "
-        "(the default) or by the calibration error of their HDR masses (the uncalibrated NLL "
-        "and coverage of the same fit are recorded beside it)",
+        help="one covariance factor fitted on held-out data (see --eth-calibration-groups), "
+        "by its NLL (the default) or by the calibration error of its HDR masses (the "
+        "uncalibrated NLL and coverage of the same fit are recorded beside it)",
     )
     ap.add_argument(
         "--eth-calibration-groups",
