@@ -858,7 +858,8 @@ class KinematicGMMForecaster(MixprocEstimator):
         Position standard-deviation floor (m).
     calibrate : bool, "nll" or "coverage", default=False
         After training, multiply every covariance by one factor
-        :math:`c` chosen on the held-out windows (requires ``validation_fraction > 0``).
+        :math:`c` chosen on the held-out windows (requires ``validation_fraction > 0``,
+        unless ``groups`` are passed to :meth:`fit`: see below).
         ``True`` or ``"nll"``: c minimises their per-step predictive negative
         log-likelihood, the variance
         analogue of temperature scaling (Guo et al., 2017; Levi et al., 2022). For the
