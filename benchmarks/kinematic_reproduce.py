@@ -307,12 +307,14 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                     calibrate=cfg.get("eth_calibrate") or False,
                     mean_output=mean_output,
                 )  # fmt: skip
-                nb = {}
+                fit_kw = {}  # neighbours and calibration groups
                 if social:
-                    nb = dict(neighbours=tr.neighbours[idx], neighbour_mask=tr.neighbour_mask[idx])
+                    fit_kw = dict(
+                        neighbours=tr.neighbours[idx], neighbour_mask=tr.neighbour_mask[idx]
+                    )
                 if cfg.get("eth_calibrate") and cfg.get("eth_calibration_groups") == "locations":
-                    nb["groups"] = np.array([LOCATION[src] for src in tr.sources[idx]])
-                m.fit(tr.history[idx], tr.future[idx], **nb)
+                    fit_kw["groups"] = np.array([LOCATION[src] for src in tr.sources[idx]])
+                m.fit(tr.history[idx], tr.future[idx], **fit_kw)
                 fit_cpu = time.process_time() - c0
                 nbt = dict(neighbours=te.neighbours, neighbour_mask=te.neighbour_mask)
                 nbt = nbt if social else {}
@@ -321,7 +323,7 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                 cov = mixture_coverage(te.future, probs, means, covs, random_state=seed, df=m.df_)
                 tail = "" if cfg["eth_df"] is None else f" + Student-t (df {cfg['eth_df']})"
                 tail += f" + {cfg['eth_augment']}" if cfg["eth_augment"] else ""
-                on = " on held-out locations" if "groups" in nb else ""
+                on = " on held-out locations" if "groups" in fit_kw else ""
                 tail += f" + calibrated ({m.calibrate}{on})" if m.calibrate else ""
                 tail += {
                     "path": " + path output",

@@ -89,8 +89,12 @@ def _agent_frame(history, dt):
     )
     c, s = np.cos(heading), np.sin(heading)
     R = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)  # agent -> world
-    rel = np.einsum("nji,ntj->nti", R, history - p0[:, None])  # world -> agent: R^T
-    return p0, R, speed, rel
+    return p0, R, speed, _to_agent_frame(p0, R, history)
+
+
+def _to_agent_frame(p0, R, xy):
+    """World positions (N, T, 2) in each agent's frame: :math:`R^\top (x - p_0)`."""
+    return np.einsum("nji,ntj->nti", R, xy - p0[:, None])
 
 
 def constant_velocity_forecast(history, horizon, *, n_last=1):
@@ -1166,10 +1170,10 @@ class KinematicGMMForecaster(MixprocEstimator):
         keep = ~inside
         nbs = {} if nb is None else dict(neighbours=nb[keep], neighbour_mask=nb_mask[keep])
         aux.fit(history[keep], future[keep], **nbs)
-        nbs = {} if nb is None else (nb[inside], nb_mask[inside])
-        p0, R, _, inp = aux._inputs(history[inside], *nbs)
-        y = np.einsum("nji,ntj->nti", R, future[inside] - p0[:, None])
-        return aux, inp, y
+        p0, R, _, inp = aux._inputs(
+            history[inside], *(() if nb is None else (nb[inside], nb_mask[inside]))
+        )
+        return aux, inp, _to_agent_frame(p0, R, future[inside])
 
     def _inputs(self, history, neighbours=None, neighbour_mask=None):
         """Current position, rotation, speed and the network inputs (a dict of arrays).
@@ -1305,7 +1309,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         self.speed_scale_ = float(max(np.mean(speeds), 0.1))
         self.feature_scale_ = float(self.speed_scale_ * self.dt * history.shape[1])
         p0, R, speed, inp = self._inputs(history, nb, nb_mask)
-        y = np.einsum("nji,ntj->nti", R, future - p0[:, None])  # agent frame
+        y = _to_agent_frame(p0, R, future)
         cfg = self._cfg(self.horizon_)
         key = random_state_to_key(self.random_state)
         k_init, k_perm = jax.random.split(key)
