@@ -305,6 +305,7 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                     validation_fraction=0.1, min_std=cfg["eth_min_std"], random_state=seed,
                     df=cfg["eth_df"], augment=cfg["eth_augment"],
                     calibrate=cfg.get("eth_calibrate") or False,
+                    calibrate_floor=bool(cfg.get("eth_calibrate_floor")),
                     mean_output=mean_output,
                 )  # fmt: skip
                 fit_kw = {}  # neighbours and calibration groups
@@ -324,6 +325,7 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                 tail = "" if cfg["eth_df"] is None else f" + Student-t (df {cfg['eth_df']})"
                 tail += f" + {cfg['eth_augment']}" if cfg["eth_augment"] else ""
                 on = " on held-out locations" if "groups" in fit_kw else ""
+                on += " with its floor" if m.calibrate_floor else ""
                 tail += f" + calibrated ({m.calibrate}{on})" if m.calibrate else ""
                 tail += {
                     "path": " + path output",
@@ -336,7 +338,7 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                     ade_samples=min_ade(te.future, s), fde_samples=min_fde(te.future, s),
                     nll=nll(te.future, probs, means, covs, df=m.df_), cov1=float(cov.coverage[0]),
                     cov2=float(cov.coverage[1]), best_epoch=m.best_epoch_, fit_cpu_s=fit_cpu,
-                    df=m.df_, variance_scale=m.variance_scale_,
+                    df=m.df_, variance_scale=m.variance_scale_, min_std=m.min_std_,
                 )  # fmt: skip
                 if m.calibrate:  # the same fit without its factor (and trained df)
                     df_fit = m.df_
@@ -344,10 +346,10 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                         df_fit = 1.0 + float(np.logaddexp(0.0, m.params_["df"]))
                     elif m.df_ is not None:
                         df_fit = float(m.df)
-                    c, df_cal = m.variance_scale_, m.df_
-                    m.variance_scale_, m.df_ = 1.0, df_fit
+                    c, df_cal, floor = m.variance_scale_, m.df_, m.min_std_
+                    m.variance_scale_, m.df_, m.min_std_ = 1.0, df_fit, m.min_std
                     p1, mu1, cv1 = m.predict_gaussians(te.history, **nbt)
-                    m.variance_scale_, m.df_ = c, df_cal
+                    m.variance_scale_, m.df_, m.min_std_ = c, df_cal, floor
                     raw = mixture_coverage(te.future, p1, mu1, cv1, random_state=seed, df=df_fit)
                     rec.update(
                         df_uncalibrated=df_fit,
@@ -364,7 +366,7 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                         f"FDE {rec['fde']:.3f}, 20 samples {rec['ade_samples']:.3f} / "
                         f"{rec['fde_samples']:.3f}, NLL {rec['nll']:.2f}, coverage "
                         f"{rec['cov1']:.2f} / {rec['cov2']:.2f}, df {m.df_ or 'normal'}, "
-                        f"variance scale {m.variance_scale_:.3f}, "
+                        f"variance scale {m.variance_scale_:.3f}, floor {m.min_std_:.3f}, "
                         f"epoch {m.best_epoch_}, "
                         f"fit {fit_cpu:.0f} cpu-s",
                         flush=True,
@@ -525,6 +527,13 @@ def main(argv=None):
         "held-out training windows",
     )
     ap.add_argument(
+        "--eth-calibrate-floor",
+        default="off",
+        choices=("on", "off"),
+        help="with --eth-calibrate coverage: also choose the position standard-deviation "
+        "floor on the held-out data (KinematicGMMForecaster(calibrate_floor=True))",
+    )
+    ap.add_argument(
         "--eth-mean-output",
         default="speed_fan",
         choices=("controls", "path", "cv_offset", "speed_fan"),
@@ -582,6 +591,7 @@ def main(argv=None):
         eth_augment=None if args.eth_augment == "none" else args.eth_augment,
         eth_calibrate=args.eth_calibrate,
         eth_calibration_groups=args.eth_calibration_groups,
+        eth_calibrate_floor=args.eth_calibrate == "coverage" and args.eth_calibrate_floor == "on",
         eth_mean_output=args.eth_mean_output,
     )
     if cfg["eth_epochs"] is None:  # equal Adam steps: 20 epochs of the caller's windows

@@ -565,7 +565,7 @@ def _hdr_masses(params, inp, y, u, eps, hyper, cfg):
 _COVERAGE_DF = 2.0 ** (np.arange(25) / 4)  # Student-t degrees of freedom 1 ... 64
 
 
-def _coverage_calibration(sets, cfg, df, rng):
+def _coverage_calibration(sets, cfg, df, rng, *, floor=None):
     r"""Covariance factor c (and Student-t degrees of freedom) for calibrated HDR masses.
 
     For a calibrated predictive the mass of the highest-density region that just
@@ -589,11 +589,23 @@ def _coverage_calibration(sets, cfg, df, rng):
     weighted equally, and the at most ``_COVERAGE_WINDOWS`` windows are shared equally
     among them.
 
+    With ``floor`` (the training ``min_std``) the position standard-deviation floor
+    :math:`s` is chosen too, on the grid :math:`s = \text{floor} \cdot 2^{j}`,
+    :math:`j = -4, \dots, 2`, walked from ``floor`` at the starting :math:`\nu` (c
+    searched locally at each :math:`s`) before :math:`\nu` is walked at the chosen
+    :math:`s`. The predictive covariance is then :math:`c\,\Sigma_t + s^2 I`, an affine
+    recalibration of the variance (a scale and an offset, where Levi et al., 2022, fit
+    the scale alone; the offset is the floor ``min_std`` already adds): the floor
+    dominates the first steps, where the propagated variance of the acceleration
+    formulation is near zero, so one factor cannot narrow them.
+
     Returns
     -------
     c : float
     df : float or None
         The chosen degrees of freedom (``None`` for Gaussian modes).
+    s : float or None
+        The chosen floor (``None`` without ``floor``).
     """
     budget = max(_COVERAGE_WINDOWS // len(sets), 1)
     prepared = []  # per set: params, inputs, y, hyper, u, standard normals, gamma uniforms
@@ -611,9 +623,11 @@ def _coverage_calibration(sets, cfg, df, rng):
         cfg = cfg._replace(tail="fixed")
     memo, draws = {}, {}  # the Student-t draws of the last nu, per set
 
-    def set_cdf(i, log_c, nu):
+    def set_cdf(i, log_c, nu, s):
         params, inp, y, hyper, u, z, v = prepared[i]
         h = dict(hyper, variance_scale=jnp.asarray(np.exp(log_c), jnp.float64))
+        if s is not None:
+            h["min_std"] = jnp.asarray(s, jnp.float64)
         eps = z
         if nu is not None:
             h["df"] = jnp.asarray(nu, jnp.float64)
@@ -627,49 +641,62 @@ def _coverage_calibration(sets, cfg, df, rng):
         masses = np.concatenate(masses).ravel()
         return (masses[:, None] <= _COVERAGE_LEVELS).mean(0)
 
-    def error(log_c, nu):
-        key = (round(float(log_c), 9), nu)
+    def error(log_c, nu, s=floor):
+        key = (round(float(log_c), 9), nu, s)
         if key not in memo:
-            cdf = np.mean([set_cdf(i, log_c, nu) for i in range(len(prepared))], axis=0)
+            cdf = np.mean([set_cdf(i, log_c, nu, s) for i in range(len(prepared))], axis=0)
             memo[key] = float(np.sum((cdf - _COVERAGE_LEVELS) ** 2))
         return memo[key]
 
     grid = np.linspace(np.log(2.0**-8), np.log(2.0**8), 33)
     step = grid[1] - grid[0]
 
-    def refine(best, nu):
+    def refine(best, nu, s):
         fine = np.clip(best + np.linspace(-1, 1, 11) * step, grid[0], grid[-1])
-        return fine[np.argmin([error(g, nu) for g in fine])]
+        return fine[np.argmin([error(g, nu, s) for g in fine])]
 
-    if df is None:
-        best = grid[np.argmin([error(g, None) for g in grid])]
-        return float(np.exp(refine(best, None))), None
-
-    def local(log_c, nu):
-        """Seven grid points of log c around ``log_c``, then downhill from an edge."""
-        pts = np.clip(log_c + step * np.arange(-3, 4), grid[0], grid[-1])
-        i = int(np.argmin([error(g, nu) for g in pts]))
+    def local(log_c, nu, s, half=3):
+        """2 half + 1 grid points of log c around ``log_c``, then downhill from an edge."""
+        pts = np.clip(log_c + step * np.arange(-half, half + 1), grid[0], grid[-1])
+        i = int(np.argmin([error(g, nu, s) for g in pts]))
         cur = pts[i]
         if i in (0, len(pts) - 1):
             d = step if i else -step
-            while grid[0] <= cur + d <= grid[-1] and error(cur + d, nu) < error(cur, nu):
+            while grid[0] <= cur + d <= grid[-1] and error(cur + d, nu, s) < error(cur, nu, s):
                 cur = cur + d
-        return cur, error(cur, nu)
+        return cur, error(cur, nu, s)
 
+    def walk(values, j0, log_c, at, half=3):
+        """Walk the grid ``values`` both ways from index ``j0`` while the error falls
+        (stopping after two worse points), c searched locally at each; ``at(v)`` gives
+        the (nu, s) of value v. Returns the best (value, log c)."""
+        found = {j0: (log_c, error(log_c, *at(values[j0])))}
+        for direction in (1, -1):
+            j, lc, worse = j0 + direction, log_c, 0
+            while 0 <= j < len(values) and worse < 2:
+                lc, e = local(lc, *at(values[j]), half)
+                worse = worse + 1 if e >= min(v[1] for v in found.values()) else 0
+                found[j] = (lc, e)
+                j += direction
+        j = min(found, key=lambda k: found[k][1])
+        return values[j], found[j][0]
+
+    floors = None if floor is None else [float(floor * 2.0**j) for j in range(-4, 3)]
+    if df is None:
+        best = grid[np.argmin([error(g, None) for g in grid])]
+        s = floor
+        if floor is not None:
+            s, best = walk(floors, 4, best, lambda v: (None, v), half=2)
+        return float(np.exp(refine(best, None, s))), None, s
+
+    nus = [float(v) for v in _COVERAGE_DF]
     j0 = int(np.argmin(np.abs(np.log(_COVERAGE_DF) - np.log(max(df, 1.0)))))
-    nu0 = float(_COVERAGE_DF[j0])
-    c0 = grid[np.argmin([error(g, nu0) for g in grid])]
-    found = {j0: (c0, error(c0, nu0))}
-    for direction in (1, -1):  # walk the grid of nu while the error falls
-        j, log_c, worse = j0 + direction, c0, 0
-        while 0 <= j < len(_COVERAGE_DF) and worse < 2:
-            log_c, e = local(log_c, float(_COVERAGE_DF[j]))
-            worse = worse + 1 if e >= min(v[1] for v in found.values()) else 0
-            found[j] = (log_c, e)
-            j += direction
-    j = min(found, key=lambda k: found[k][1])
-    nu = float(_COVERAGE_DF[j])
-    return float(np.exp(refine(found[j][0], nu))), nu
+    c0 = grid[np.argmin([error(g, nus[j0]) for g in grid])]
+    s = floor
+    if floor is not None:  # first the floor at the starting nu
+        s, c0 = walk(floors, 4, c0, lambda v: (nus[j0], v), half=2)
+    nu, log_c = walk(nus, j0, c0, lambda v: (v, s))
+    return float(np.exp(refine(log_c, nu, s))), nu, s
 
 
 @partial(jax.jit, static_argnames=("cfg", "n_samples"))
@@ -887,6 +914,14 @@ class KinematicGMMForecaster(MixprocEstimator):
         groups instead of held-out windows (each group under a fit without it; the 512
         windows are shared equally among the groups): the way to calibrate for a scene
         unlike the training windows, as in leave-one-scene-out benchmarks.
+    calibrate_floor : bool, default=False
+        With ``calibrate="coverage"``, choose the floor with c and the degrees of
+        freedom (``min_std`` times :math:`2^{j}`, :math:`j = -4, \\dots, 2`; the chosen
+        one is ``min_std_``): the predictive covariance becomes :math:`c\\,\\Sigma_t +
+        s^2 I`, an affine recalibration of the variance. The floor sets the width of the
+        first steps, where the acceleration formulation's propagated variance is near
+        zero and no factor c can narrow them; a floor that suits training can leave
+        them far too wide. Training still uses ``min_std``.
     mean_output : {"controls", "path", "cv_offset", "speed_fan"}, default="controls"
         What the network outputs for each mode's mean. ``"controls"``: the mean
         controls, integrated by the kinematics (Zheng et al., 2024). The other three
@@ -936,6 +971,8 @@ class KinematicGMMForecaster(MixprocEstimator):
         ``calibrate="coverage"``); ``None`` for Gaussian.
     variance_scale_ : float
         The covariance factor :math:`c` chosen by ``calibrate`` (1.0 without it).
+    min_std_ : float
+        The floor of the predictive: ``min_std`` unless ``calibrate_floor`` chose another.
     mode_usage_ : ndarray of shape (n_modes,)
         Fraction of training samples whose positive (min-ADE) mode is each mode.
     n_features_in_ : int
@@ -1001,6 +1038,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         "df": [None, Interval(Real, 0, None, closed="neither"), StrOptions({"learn"})],
         "min_std": [Interval(Real, 0, None, closed="neither")],
         "calibrate": ["boolean", StrOptions({"nll", "coverage"})],
+        "calibrate_floor": ["boolean"],
         "mean_output": [StrOptions({"controls", "path", "cv_offset", "speed_fan"})],
         "random_state": RANDOM_STATE,
         "verbose": ["verbose"],
@@ -1030,6 +1068,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         df=None,
         min_std=0.1,
         calibrate=False,
+        calibrate_floor=False,
         mean_output="controls",
         random_state=None,
         verbose=0,
@@ -1055,6 +1094,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         self.df = df
         self.min_std = min_std
         self.calibrate = calibrate
+        self.calibrate_floor = calibrate_floor
         self.mean_output = mean_output
         self.random_state = random_state
         self.verbose = verbose
@@ -1166,7 +1206,7 @@ class KinematicGMMForecaster(MixprocEstimator):
     def _held_out_group(self, history, future, nb, nb_mask, inside):
         """Fit a copy without the windows ``inside``; the copy and its inputs and
         agent-frame targets for those windows (for the calibration on held-out groups)."""
-        aux = clone(self).set_params(calibrate=False, verbose=0)
+        aux = clone(self).set_params(calibrate=False, calibrate_floor=False, verbose=0)
         keep = ~inside
         nbs = {} if nb is None else dict(neighbours=nb[keep], neighbour_mask=nb_mask[keep])
         aux.fit(history[keep], future[keep], **nbs)
@@ -1200,10 +1240,12 @@ class KinematicGMMForecaster(MixprocEstimator):
 
     def _hyper(self, variance_scale=None):
         """Traced hyperparameters: the training ones, or (``variance_scale=None``) those
-        of the fitted predictive, with its factor c and degrees of freedom ``df_``."""
+        of the fitted predictive, with its factor c, degrees of freedom ``df_`` and floor
+        ``min_std_``."""
         df = self.df if isinstance(self.df, Real) else 0.0
+        floor = self.min_std
         if variance_scale is None:
-            variance_scale = self.variance_scale_
+            variance_scale, floor = self.variance_scale_, self._floor()
             df = df if self.df_ is None else self.df_
         return {
             "variance_scale": jnp.asarray(variance_scale, jnp.float64),
@@ -1212,9 +1254,13 @@ class KinematicGMMForecaster(MixprocEstimator):
                 1.0 if self.wheelbase is None else self.wheelbase, jnp.float64
             ),
             "speed_scale": jnp.asarray(self.speed_scale_, jnp.float64),
-            "min_std": jnp.asarray(self.min_std, jnp.float64),
+            "min_std": jnp.asarray(floor, jnp.float64),
             "df": jnp.asarray(df, jnp.float64),
         }
+
+    def _floor(self):
+        """The predictive floor (models pickled before ``min_std_`` existed use min_std)."""
+        return getattr(self, "min_std_", self.min_std)
 
     def _cfg(self, horizon, fitted=False):
         """Static configuration; ``fitted=True``: that of the fitted predictive, whose
@@ -1276,6 +1322,12 @@ class KinematicGMMForecaster(MixprocEstimator):
                 f"mean_output={self.mean_output!r} needs a linear formulation ('acceleration' or "
                 f"'velocity'), whose controls are finite differences of the path; got "
                 f"formulation={self.formulation!r}. Use mean_output='controls' with it."
+            )
+        if self.calibrate_floor and self.calibrate != "coverage":
+            raise ValueError(
+                f"calibrate_floor=True chooses the floor with calibrate='coverage'; got "
+                f"calibrate={self.calibrate!r}. Set calibrate='coverage' or leave "
+                "calibrate_floor=False."
             )
         if self.calibrate and groups is None and not self.validation_fraction > 0:
             raise ValueError(
@@ -1398,8 +1450,10 @@ class KinematicGMMForecaster(MixprocEstimator):
                 sets = [(a.params_, i, t, a._hyper(variance_scale=1.0)) for a, i, t in held_out]
             else:  # the held-out windows under this fit
                 sets = [(params, *val, hyper)] if val is not None else []
+            floor = None
             if self.calibrate == "coverage":
-                scale, df = _coverage_calibration(sets, cfg, df, rng)
+                floor = self.min_std if self.calibrate_floor else None
+                scale, df, floor = _coverage_calibration(sets, cfg, df, rng, floor=floor)
             elif self.calibrate:  # True or "nll"
                 scale = _calibrated_scale(sets, cfg, df)
             else:
@@ -1413,6 +1467,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         self.mode_usage_ = np.bincount(modes, minlength=cfg.n_modes) / len(own_y)
         self.df_ = df
         self.variance_scale_ = float(scale)
+        self.min_std_ = float(self.min_std if floor is None else floor)
         return self
 
     def _predict_agent(self, history, neighbours=None, neighbour_mask=None):

@@ -111,7 +111,7 @@ def test_coverage_scale_matches_the_closed_form_calibration_error():
     y = np.einsum("nji,ntj->nti", R, vf - p0[:, None])
     with x64_scope():
         sets = [(f.params_, inp, y, f._hyper(1.0))]
-        got, df = core._coverage_calibration(sets, f._cfg(6), None, np.random.default_rng(0))
+        got, df, _ = core._coverage_calibration(sets, f._cfg(6), None, np.random.default_rng(0))
     assert df is None and want > 1.3
     # grid step 2**(1/6) refined by tenths; Monte Carlo masses blur the CDF slightly
     np.testing.assert_allclose(got, want, rtol=0.1)
@@ -151,7 +151,9 @@ def test_coverage_chooses_df_and_scale_by_the_closed_form_calibration_error():
     y = np.einsum("nji,ntj->nti", R, vf - p0[:, None])
     with x64_scope():
         sets = [(f.params_, inp, y, f._hyper(1.0))]
-        got_c, got_nu = core._coverage_calibration(sets, f._cfg(6), 8.0, np.random.default_rng(0))
+        got_c, got_nu, _ = core._coverage_calibration(
+            sets, f._cfg(6), 8.0, np.random.default_rng(0)
+        )
     assert 1.4 < want_nu < 2.9
     # one quarter octave of nu; c within the refined grid step and the Monte Carlo blur
     assert abs(np.log2(got_nu / want_nu)) <= 0.25 + 1e-9
@@ -252,3 +254,61 @@ def test_groups_errors(two_groups):
         f.fit(hist, fut, groups=groups[:200])
     with pytest.raises(ValueError, match=r"at least two labels.*got 1"):
         f.fit(hist, fut, groups=np.zeros(400))
+
+
+def test_coverage_chooses_the_floor_by_the_closed_form_calibration_error():
+    """For one Gaussian mode with covariance c S_t + s^2 I the HDR mass of the truth is
+    1 - exp(-m^2 / 2), m^2 its Mahalanobis distance, so the calibration error of every
+    (c, s) is known in closed form. A model trained with a floor of 0.3 m on walkers with
+    0.05 m noise is far too wide; a factor c narrows S_t but not the floor, so the search
+    must lower the floor to the closed-form minimiser on its grid."""
+    hist, fut = _walkers(400, 0, noise=0.05)
+    kw = dict(KW, formulation="position", min_std=0.3, epochs=30)  # means within 0.07 m
+    f = KinematicGMMForecaster(**kw).fit(hist, fut)
+    vh, vf = _walkers(300, 1, noise=0.05)
+    f.min_std_ = 1e-9  # S_t alone (the floor is added below)
+    _, means, S = f.predict_gaussians(vh)
+    d = (vf - means[:, 0])[..., None, :]
+    q = np.arange(1, 20) / 20
+    eye = np.eye(2)
+
+    def error(c, s):
+        cov = c * S[:, 0] + s**2 * eye
+        m2 = np.einsum("nti,ntij,ntj->nt", d[..., 0, :], np.linalg.inv(cov), d[..., 0, :])
+        cdf = ((1 - np.exp(-m2.ravel()[:, None] / 2)) <= q).mean(0)
+        return np.sum((cdf - q) ** 2)
+
+    floors = [0.3 * 2.0**j for j in range(-4, 3)]
+    cs = np.exp(np.linspace(np.log(2.0**-8), np.log(2.0**8), 161))
+    table = np.array([[error(c, s) for c in cs] for s in floors])
+    want_s = floors[np.unravel_index(np.argmin(table), table.shape)[0]]
+    p0, R, _, inp = f._inputs(vh)
+    y = np.einsum("nji,ntj->nti", R, vf - p0[:, None])
+    with x64_scope():
+        sets = [(f.params_, inp, y, f._hyper(1.0))]
+        rng = np.random.default_rng(0)
+        got_c, df, got_s = core._coverage_calibration(sets, f._cfg(6), None, rng, floor=0.3)
+    assert df is None and want_s < 0.1
+    # within one octave of the closed-form minimiser on the floor's grid: the errors of
+    # neighbouring floors differ by less than the Monte Carlo blur of the masses (256
+    # draws: about 0.01 per level of the CDF, 19 levels)
+    assert abs(np.log2(got_s / want_s)) <= 1 + 1e-9
+    assert error(got_c, got_s) < table.min() + 0.01
+    assert error(got_c, got_s) < table[floors.index(0.3)].min() / 4  # c alone cannot
+
+
+def test_calibrate_floor_fit_pickle_and_errors():
+    hist, fut = _walkers(400, 2, noise=0.05)
+    kw = dict(KW, formulation="acceleration", df=4.0, min_std=0.3, calibrate="coverage")
+    plain = KinematicGMMForecaster(**kw).fit(hist, fut)
+    f = KinematicGMMForecaster(**kw, calibrate_floor=True).fit(hist, fut)
+    assert plain.min_std_ == 0.3 and f.min_std_ < 0.15
+    # the chosen floor is the predictive's: every covariance is at least min_std_**2 I
+    _, _, cov = f.predict_gaussians(hist[:50])
+    assert np.linalg.eigvalsh(cov).min() >= f.min_std_**2 * (1 - 1e-9)
+    assert np.linalg.eigvalsh(cov).min() < 0.3**2
+    assert f.score(hist, fut) > plain.score(hist, fut)  # narrower and truer
+    back = pickle.loads(pickle.dumps(f))
+    assert back.min_std_ == f.min_std_ and back.score(hist, fut) == f.score(hist, fut)
+    with pytest.raises(ValueError, match="calibrate_floor=True chooses the floor"):
+        KinematicGMMForecaster(**dict(kw, calibrate="nll"), calibrate_floor=True).fit(hist, fut)
