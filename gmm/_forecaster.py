@@ -566,7 +566,7 @@ _COVERAGE_DF = 2.0 ** (np.arange(25) / 4)  # Student-t degrees of freedom 1 ... 
 
 
 def _coverage_calibration(sets, cfg, df, rng, *, floor=None):
-    r"""Covariance factor c (and Student-t degrees of freedom) for calibrated HDR masses.
+    r"""Covariance factor c (Student-t degrees of freedom, floor) for calibrated HDR masses.
 
     For a calibrated predictive the mass of the highest-density region that just
     contains the truth, :math:`u = P(p(X) > p(y_t))`, is uniform on (0, 1). The
@@ -681,19 +681,15 @@ def _coverage_calibration(sets, cfg, df, rng, *, floor=None):
         j = min(found, key=lambda k: found[k][1])
         return values[j], found[j][0]
 
-    floors = None if floor is None else [float(floor * 2.0**j) for j in range(-4, 3)]
-    if df is None:
-        best = grid[np.argmin([error(g, None) for g in grid])]
-        s = floor
-        if floor is not None:
-            s, best = walk(floors, 4, best, lambda v: (None, v), half=2)
-        return float(np.exp(refine(best, None, s))), None, s
-
-    nus = [float(v) for v in _COVERAGE_DF]
-    j0 = int(np.argmin(np.abs(np.log(_COVERAGE_DF) - np.log(max(df, 1.0)))))
+    if df is None:  # Gaussian modes: a grid of one value, nothing to walk
+        nus, j0 = [None], 0
+    else:
+        nus = [float(v) for v in _COVERAGE_DF]
+        j0 = int(np.argmin(np.abs(np.log(_COVERAGE_DF) - np.log(max(df, 1.0)))))
     c0 = grid[np.argmin([error(g, nus[j0]) for g in grid])]
     s = floor
     if floor is not None:  # first the floor at the starting nu
+        floors = [float(floor * 2.0**j) for j in range(-4, 3)]
         s, c0 = walk(floors, 4, c0, lambda v: (nus[j0], v), half=2)
     nu, log_c = walk(nus, j0, c0, lambda v: (v, s))
     return float(np.exp(refine(log_c, nu, s))), nu, s
@@ -1245,7 +1241,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         df = self.df if isinstance(self.df, Real) else 0.0
         floor = self.min_std
         if variance_scale is None:
-            variance_scale, floor = self.variance_scale_, self._floor()
+            variance_scale, floor = self.variance_scale_, self.min_std_
             df = df if self.df_ is None else self.df_
         return {
             "variance_scale": jnp.asarray(variance_scale, jnp.float64),
@@ -1257,10 +1253,6 @@ class KinematicGMMForecaster(MixprocEstimator):
             "min_std": jnp.asarray(floor, jnp.float64),
             "df": jnp.asarray(df, jnp.float64),
         }
-
-    def _floor(self):
-        """The predictive floor (models pickled before ``min_std_`` existed use min_std)."""
-        return getattr(self, "min_std_", self.min_std)
 
     def _cfg(self, horizon, fitted=False):
         """Static configuration; ``fitted=True``: that of the fitted predictive, whose
@@ -1450,9 +1442,8 @@ class KinematicGMMForecaster(MixprocEstimator):
                 sets = [(a.params_, i, t, a._hyper(variance_scale=1.0)) for a, i, t in held_out]
             else:  # the held-out windows under this fit
                 sets = [(params, *val, hyper)] if val is not None else []
-            floor = None
+            floor = self.min_std if self.calibrate_floor else None
             if self.calibrate == "coverage":
-                floor = self.min_std if self.calibrate_floor else None
                 scale, df, floor = _coverage_calibration(sets, cfg, df, rng, floor=floor)
             elif self.calibrate:  # True or "nll"
                 scale = _calibrated_scale(sets, cfg, df)
