@@ -69,6 +69,21 @@ LOCATION = {
     "crowds_zara03": "zara",
 }
 
+#: --eth-calibration-groups recordings: the number of folds over the training recordings
+RECORDING_FOLDS = 4
+
+
+def _recording_folds(sources, n_folds):
+    """Fold index of each window under ``GroupKFold(n_folds)`` over its recording."""
+    from sklearn.model_selection import GroupKFold
+
+    sources = np.asarray(sources)
+    labels = np.empty(len(sources), dtype=int)
+    for k, (_, held) in enumerate(GroupKFold(n_folds).split(sources, groups=sources)):
+        labels[held] = k
+    return labels
+
+
 #: arm name -> (formulation, method, variance)
 ARMS = {
     "velocity/exact": ("velocity", "exact", "propagated"),
@@ -313,8 +328,11 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                     fit_kw = dict(
                         neighbours=tr.neighbours[idx], neighbour_mask=tr.neighbour_mask[idx]
                     )
-                if cfg.get("eth_calibrate") and cfg.get("eth_calibration_groups") == "locations":
+                groups = cfg.get("eth_calibration_groups") if cfg.get("eth_calibrate") else None
+                if groups == "locations":
                     fit_kw["groups"] = np.array([LOCATION[src] for src in tr.sources[idx]])
+                elif groups == "recordings":
+                    fit_kw["groups"] = _recording_folds(tr.sources[idx], RECORDING_FOLDS)
                 m.fit(tr.history[idx], tr.future[idx], **fit_kw)
                 fit_cpu = time.process_time() - c0
                 nbt = dict(neighbours=te.neighbours, neighbour_mask=te.neighbour_mask)
@@ -324,7 +342,7 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                 cov = mixture_coverage(te.future, probs, means, covs, random_state=seed, df=m.df_)
                 tail = "" if cfg["eth_df"] is None else f" + Student-t (df {cfg['eth_df']})"
                 tail += f" + {cfg['eth_augment']}" if cfg["eth_augment"] else ""
-                on = " on held-out locations" if "groups" in fit_kw else ""
+                on = f" on held-out {groups}" if "groups" in fit_kw else ""
                 on += " with its floor" if m.calibrate_floor else ""
                 tail += f" + calibrated ({m.calibrate}{on})" if m.calibrate else ""
                 tail += {
@@ -521,10 +539,12 @@ def main(argv=None):
     ap.add_argument(
         "--eth-calibration-groups",
         default="locations",
-        choices=("locations", "windows"),
+        choices=("locations", "recordings", "windows"),
         help="with --eth-calibrate: choose the factor on each training location (eth, hotel, "
-        "univ, zara) under a fit without it (the default; fit(..., groups=...)), or on the "
-        "held-out training windows",
+        "univ, zara) under a fit without it (the default; fit(..., groups=...)), on "
+        f"{RECORDING_FOLDS} folds of the training recordings (GroupKFold over the files: a "
+        "recording is held out while its place may stay in training), or on the held-out "
+        "training windows",
     )
     ap.add_argument(
         "--eth-calibrate-floor",
