@@ -562,7 +562,7 @@ def _hdr_masses(params, inp, y, u, eps, hyper, cfg):
     return _metrics._truth_hdr_masses(w, mean, cov, _df(params, hyper, cfg), u, eps, y)
 
 
-_COVERAGE_DF = 2.0 ** (np.arange(25) / 4)  # Student-t degrees of freedom 1 ... 64
+_COVERAGE_DF = 2.0 ** (np.arange(-8, 25) / 4)  # Student-t degrees of freedom 1/4 ... 64
 
 
 def _coverage_calibration(sets, cfg, df, rng, *, floor=None):
@@ -576,12 +576,14 @@ def _coverage_calibration(sets, cfg, df, rng, *, floor=None):
     steps, is minimised over one covariance factor c (a log-spaced grid over [1/256, 256],
     then a finer one around its best point). With Student-t modes (``df`` not None) the
     degrees of freedom :math:`\nu` are chosen with c (a grid of quarter octaves over
-    [1, 64], walked from ``df`` while the error falls, c searched locally at each
+    [1/4, 64], walked from ``df`` while the error falls, c searched locally at each
     :math:`\nu`): one factor moves every region by the same ratio, while :math:`\nu` sets
     the ratio of the radii of the small and the large regions (about 5.6 between the
-    masses 0.393 and 0.865 at :math:`\nu = 1`, 2 for a Gaussian). Common random numbers
-    (standard normals, and the uniforms whose gamma quantiles give the Student-t scales)
-    keep the objective smooth in both; no value recompiles.
+    masses 0.393 and 0.865 at :math:`\nu = 1`, 2 for a Gaussian, more below 1: a
+    predictive whose 2σ region must cover far more than its 1σ one, as on a scene
+    whose motion is unlike the training scenes', needs tails heavier than Cauchy).
+    Common random numbers (standard normals, and the uniforms whose gamma quantiles give
+    the Student-t scales) keep the objective smooth in both; no value recompiles.
 
     ``sets`` is a list of ``(params, inputs, y, hyper)``: a fitted network with windows
     it was not trained on. With several sets (each group of windows under the network
@@ -685,7 +687,7 @@ def _coverage_calibration(sets, cfg, df, rng, *, floor=None):
         nus, j0 = [None], 0
     else:
         nus = [float(v) for v in _COVERAGE_DF]
-        j0 = int(np.argmin(np.abs(np.log(_COVERAGE_DF) - np.log(max(df, 1.0)))))
+        j0 = int(np.argmin(np.abs(np.log(_COVERAGE_DF) - np.log(df))))
     c0 = grid[np.argmin([error(g, nus[j0]) for g in grid])]
     s = floor
     if floor is not None:  # first the floor at the starting nu
@@ -902,7 +904,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         nominal share of the held-out steps. Where the shape of the predictive is off
         (very heavy learned tails, say) the NLL-optimal width and the calibrated one
         differ, and this choice favours the regions. With Student-t modes (``df`` set)
-        the degrees of freedom are chosen with c (from 1 to 64 in quarter octaves): c
+        the degrees of freedom are chosen with c (from 1/4 to 64 in quarter octaves): c
         moves every region by one ratio, the degrees of freedom set the ratio of the
         small regions' radii to the large ones', and ``df_`` then holds the chosen
         value. At most 512 held-out windows and 256 Monte Carlo draws per step are used.

@@ -118,21 +118,29 @@ def test_coverage_scale_matches_the_closed_form_calibration_error():
     assert error(got) < error(1.0) / 4
 
 
-def test_coverage_chooses_df_and_scale_by_the_closed_form_calibration_error():
+@pytest.mark.parametrize(
+    "truth_nu, model_df, lo, hi",
+    [(2.0, 8.0, 1.4, 2.9), (0.5, 2.0, 0.35, 0.71)],
+    ids=["nu2-from-8", "nu-half-from-2"],
+)
+def test_coverage_chooses_df_and_scale_by_the_closed_form_calibration_error(
+    truth_nu, model_df, lo, hi
+):
     """For one bivariate Student-t mode with scale matrix c S and nu degrees of freedom
     the HDR mass of the truth is 1 - (1 + m^2 / (c nu))^(-nu / 2) (m^2 its Mahalanobis
     distance under S: m^2 / 2 is F(2, nu)-distributed), so the calibration error of every
     (c, nu) is known in closed form. Held-out steps drawn about the model's means with
-    2 degrees of freedom and scale 1.5^2 S, under a model trained with df = 8: the search
-    must move nu from 8 to about 2 and land at the closed-form minimiser, well below the
-    best error at df = 8."""
+    ``truth_nu`` degrees of freedom and scale 1.5^2 S, under a model trained with
+    ``model_df``: the search must walk nu from ``model_df`` to about ``truth_nu`` (below
+    1 too: tails heavier than Cauchy) and land at the closed-form minimiser, well below
+    the best error at ``model_df``."""
     hist, fut = _walkers(400, 0)
-    kw = dict(KW, formulation="position", df=8.0)
+    kw = dict(KW, formulation="position", df=model_df)
     f = KinematicGMMForecaster(**kw).fit(hist, fut)
     vh, _ = _walkers(300, 1)
     _, means, covs = f.predict_gaussians(vh)
     rng = np.random.default_rng(7)
-    g = rng.gamma(1.0, 1.0, (300, 6, 1))  # Gamma(nu / 2, rate nu / 2) at nu = 2
+    g = rng.gamma(truth_nu / 2, 2 / truth_nu, (300, 6, 1))  # Gamma(nu / 2, rate nu / 2)
     e = 1.5 * rng.standard_normal((300, 6, 2)) / np.sqrt(g)
     vf = means[:, 0] + np.einsum("ntij,ntj->nti", np.linalg.cholesky(covs[:, 0]), e)
     d = vf - means[:, 0]
@@ -152,16 +160,16 @@ def test_coverage_chooses_df_and_scale_by_the_closed_form_calibration_error():
     with x64_scope():
         sets = [(f.params_, inp, y, f._hyper(1.0))]
         got_c, got_nu, _ = core._coverage_calibration(
-            sets, f._cfg(6), 8.0, np.random.default_rng(0)
+            sets, f._cfg(6), model_df, np.random.default_rng(0)
         )
-    assert 1.4 < want_nu < 2.9
+    assert lo < want_nu < hi
     # one quarter octave of nu; c within the refined grid step and the Monte Carlo blur
     assert abs(np.log2(got_nu / want_nu)) <= 0.25 + 1e-9
     np.testing.assert_allclose(got_c, want_c, rtol=0.15)
-    best_at_8 = table[list(core._COVERAGE_DF).index(8.0)].min()
+    best_at_model_df = table[list(core._COVERAGE_DF).index(model_df)].min()
     # the Monte Carlo masses (256 draws) blur the empirical CDF by about 0.01 per level
     assert error(got_c, got_nu) < 0.005
-    assert error(got_c, got_nu) < best_at_8 / 4
+    assert error(got_c, got_nu) < best_at_model_df / 4
 
 
 def test_coverage_calibration_fit_and_pickle():
