@@ -349,7 +349,6 @@ def eth_ucy_runs(directory, scenes, arms, seeds, cfg, verbose=True, on_record=No
                     "path": " + path output",
                     "cv_offset": " + cv-offset output",
                     "speed_fan": " + speed-fan output",
-                    "turn_fan": " + turn-fan output",
                 }.get(mean_output, "")
                 rec = dict(
                     section=3, scene=scene, arm=arm + tail, seed=seed, n_test=len(te.history),
@@ -557,7 +556,7 @@ def main(argv=None):
     ap.add_argument(
         "--eth-mean-output",
         default="speed_fan",
-        choices=("controls", "path", "cv_offset", "speed_fan", "turn_fan"),
+        choices=("controls", "path", "cv_offset", "speed_fan"),
         help="kinematic heads (acceleration, velocity): the network outputs each mode's mean "
         "path, its offset from the constant-velocity path, its offset from a fan of "
         "constant-speed anchors (the default), or the mean controls "

@@ -58,14 +58,11 @@ class _Config(NamedTuple):
     encoder: str = "mlp"
     social: str | None = None
     tail: str | None = None  # None (Gaussian), "fixed" or "learn" (Student-t df)
-    mean_output: str = "controls"  # or "path" / "cv_offset" / "speed_fan" / "turn_fan"
+    mean_output: str = "controls"  # or "path" / "cv_offset" / "speed_fan" (linear ones)
 
 
 # mean outputs whose mean controls are finite differences of an output path
-_PATH_OUTPUTS = ("path", "cv_offset", "speed_fan", "turn_fan")
-# "turn_fan": heading changes over the horizon of the modes' anchors, mode k taking entry
-# k mod 5 (straight, then left and right by pi/8, then by pi/4)
-_TURN_FAN_PSI = (np.pi / 8) * np.array([0.0, 1.0, -1.0, 2.0, -2.0])
+_PATH_OUTPUTS = ("path", "cv_offset", "speed_fan")
 _LINEAR_FORMULATIONS = ("acceleration", "velocity")  # controls are finite differences
 _SEQ_FEATURES = 4  # per history step for the GRU: agent-frame position and displacement
 
@@ -247,13 +244,8 @@ def _path_controls(r_mean, speed, hyper, cfg):
     ``mean_output="speed_fan"``: the displacement from mode k's own anchor, the path
     :math:`t\,\Delta t\,(\beta_k v_0, 0)` at the fraction
     :math:`\beta_k = k / (K - 1)` of the observed speed (evenly from standing to keeping
-    the speed; :math:`\beta_0 = 0` for one mode). ``mean_output="turn_fan"``: the
-    displacement from mode k's arc at the same speed :math:`\beta_k v_0` and the constant
-    yaw rate :math:`\omega_k = \psi_k / (T\Delta t)` (the unicycle's constant-turn path
-    :math:`(\sin\omega_k\tau, 1 - \cos\omega_k\tau)\,\beta_k v_0/\omega_k` at
-    :math:`\tau = t\Delta t`), where the heading change :math:`\psi_k` over the horizon
-    cycles through 0, :math:`\pm\pi/8`, :math:`\pm\pi/4` with k. In all four
-    :math:`d_{k,t}` below is then the displacement from the constant-velocity path. The
+    the speed; :math:`\beta_0 = 0` for one mode). In all three :math:`d_{k,t}` below is
+    then the displacement from the constant-velocity path. The
     linear formulations recover the controls by finite differences (:math:`d_0 = 0`):
     ``"velocity"``: :math:`u_s = (v_0, 0) + (d_{s+1} - d_s)/\Delta t`; ``"acceleration"``:
     with :math:`e_t = d_t - t\,d_1`, :math:`u_s = (e_{s+2} - 2e_{s+1} + e_s)/\Delta t^2`
@@ -273,17 +265,6 @@ def _path_controls(r_mean, speed, hyper, cfg):
     elif cfg.mean_output == "speed_fan":  # mode k anchored at beta_k times the speed
         beta = jnp.arange(d.shape[0], dtype=d.dtype) / max(d.shape[0] - 1, 1)
         d = d - (1.0 - beta)[:, None, None] * cv
-    elif cfg.mean_output == "turn_fan":  # mode k on an arc at beta_k times the speed
-        Km = d.shape[0]
-        beta = jnp.arange(Km, dtype=d.dtype) / max(Km - 1, 1)
-        psi = jnp.asarray(_TURN_FAN_PSI, d.dtype)[jnp.arange(Km) % len(_TURN_FAN_PSI)]
-        x = psi[:, None] * t[None, :, 0] / T  # (K, T): heading change at step t
-        tau = t[None, :, 0] * dt
-        # tau (sin x / x, (1 - cos x) / x), written with sinc to be exact at x = 0
-        arc = jnp.stack(
-            [tau * jnp.sinc(x / jnp.pi), tau * jnp.sin(x / 2) * jnp.sinc(x / (2 * jnp.pi))], -1
-        )
-        d = d - (cv[None] - (beta * speed)[:, None, None] * arc)
     K = d.shape[0]
     zero = jnp.zeros((K, 1, 2), d.dtype)
     if cfg.formulation == "velocity":
@@ -939,9 +920,9 @@ class KinematicGMMForecaster(MixprocEstimator):
         first steps, where the acceleration formulation's propagated variance is near
         zero and no factor c can narrow them; a floor that suits training can leave
         them far too wide. Training still uses ``min_std``.
-    mean_output : {"controls", "path", "cv_offset", "speed_fan", "turn_fan"}, default="controls"
+    mean_output : {"controls", "path", "cv_offset", "speed_fan"}, default="controls"
         What the network outputs for each mode's mean. ``"controls"``: the mean
-        controls, integrated by the kinematics (Zheng et al., 2024). The others
+        controls, integrated by the kinematics (Zheng et al., 2024). The other three
         need a linear formulation (``"acceleration"`` or ``"velocity"``) and output the
         mode's mean path; its mean controls are then the path's finite differences
         (second differences of the positions for accelerations, first for velocities),
@@ -952,22 +933,18 @@ class KinematicGMMForecaster(MixprocEstimator):
         ``"cv_offset"``: keeping the observed speed (the output is the displacement from
         the constant-velocity path); ``"speed_fan"``: mode k keeps the fraction
         :math:`\beta_k = k / (K - 1)` of the observed speed, so the modes' anchors fan
-        out evenly from standing to keeping the speed; ``"turn_fan"``: the same speeds,
-        each on a constant-turn arc of the unicycle whose heading changes over the
-        horizon by 0, :math:`\\pm\\pi/8` or :math:`\\pm\\pi/4` (cycling with k), so the
-        anchors spread sideways in proportion to the agent's own speed. The family of
-        mean paths is the same for all five; what changes is the optimisation (with
-        control outputs a late position is a sum of many outputs, with path outputs each
-        position is one)
+        out evenly from standing to keeping the speed. The family of mean paths is the
+        same for all four; what changes is the optimisation (with control outputs a
+        late position is a sum of many outputs, with path outputs each position is one)
         and how the network extrapolates to agents unlike the training ones: an agent
         faster than any training agent is extrapolated near its own speed by
         ``"cv_offset"``, near standing by ``"path"``, and by both across the modes of
-        ``"speed_fan"`` and ``"turn_fan"``. The fans are meant for many modes: with the
-        winner-takes-all loss a mode whose anchor is far from every training path may
-        never win a window and then stays near its anchor (with two modes on walkers
-        that all keep their speed, the standing one is wasted). For accelerations the
-        first step of the path is each mode's correction of the observed initial
-        velocity (it moves the mean only).
+        ``"speed_fan"``. The fan is meant for many modes: with the winner-takes-all
+        loss a mode whose anchor is far from every training path may never win a window
+        and then stays near its anchor (with two modes on walkers that all keep their
+        speed, the standing one is wasted). For accelerations the first step of the path
+        is each mode's correction of the observed initial velocity (it moves the mean
+        only).
     random_state : None, int, numpy.random.RandomState or numpy.random.Generator
         Seeds the weight initialisation and the minibatch order.
     verbose : int, default=0
@@ -1060,7 +1037,7 @@ class KinematicGMMForecaster(MixprocEstimator):
         "min_std": [Interval(Real, 0, None, closed="neither")],
         "calibrate": ["boolean", StrOptions({"nll", "coverage"})],
         "calibrate_floor": ["boolean"],
-        "mean_output": [StrOptions({"controls", "path", "cv_offset", "speed_fan", "turn_fan"})],
+        "mean_output": [StrOptions({"controls", "path", "cv_offset", "speed_fan"})],
         "random_state": RANDOM_STATE,
         "verbose": ["verbose"],
     }

@@ -14,17 +14,15 @@ from gmm._kinematics_core import rollout_single
 from mixtures.base import x64_scope
 
 
-@pytest.mark.parametrize("mean_output", ["path", "cv_offset", "speed_fan", "turn_fan"])
+@pytest.mark.parametrize("mean_output", ["path", "cv_offset", "speed_fan"])
 @pytest.mark.parametrize("formulation", ["acceleration", "velocity"])
 def test_path_controls_roll_out_to_the_path(formulation, mean_output):
     """The finite-difference controls, rolled out by explicit Euler from the observed
     speed, plus the initial-velocity offset, give the output path S T dt r at every step
-    ("path"), the constant-velocity path plus that displacement ("cv_offset"), mode
+    ("path"), the constant-velocity path plus that displacement ("cv_offset"), or mode
     k's constant-speed path at beta_k = k / (K - 1) of the speed plus it ("speed_fan"),
-    or mode k's constant-turn arc at that speed plus it ("turn_fan": heading changes
-    0, +-pi/8, +-pi/4, 0 over the horizon for k = 0..5; the arc of radius R = v / omega
-    is R (sin omega tau, 1 - cos omega tau)), in closed form."""
-    K, T, dt, S, v0 = 6, 7, 0.4, 1.3, 0.9
+    in closed form."""
+    K, T, dt, S, v0 = 3, 7, 0.4, 1.3, 0.9
     r = np.random.default_rng(0).normal(size=(K, T, 2))
     cfg = core._Config(
         n_modes=K, horizon=T, formulation=formulation, method="exact", variance="propagated",
@@ -39,18 +37,9 @@ def test_path_controls_roll_out_to_the_path(formulation, mean_output):
         )
     if offset is not None:
         paths = paths + np.asarray(offset)
-    tau = np.arange(1, T + 1) * dt
-    beta = np.arange(K)[:, None] / (K - 1)  # 0, 0.2, ..., 1
-    if mean_output == "turn_fan":  # heading changes 0, pi/8, -pi/8, pi/4, -pi/4, 0
-        psi = np.pi / 8 * np.array([0.0, 1.0, -1.0, 2.0, -2.0, 0.0])[:, None]
-        omega = np.where(psi == 0.0, 1.0, psi) / (T * dt)
-        arc = np.stack([np.sin(omega * tau), 1.0 - np.cos(omega * tau)], -1) / omega[..., None]
-        straight = np.stack([np.broadcast_to(tau, (K, T)), np.zeros((K, T))], -1)
-        anchor = beta[..., None] * v0 * np.where(psi[..., None] == 0.0, straight, arc)
-    else:
-        b = {"path": 0.0, "cv_offset": 1.0, "speed_fan": beta[..., None]}[mean_output]
-        anchor = b * tau[:, None] * np.array([v0, 0.0])
-    want = S * T * dt * r + anchor
+    t = np.arange(1, T + 1)[:, None]
+    beta = {"path": 0.0, "cv_offset": 1.0, "speed_fan": np.array([0.0, 0.5, 1.0])[:, None, None]}
+    want = S * T * dt * r + beta[mean_output] * t * dt * np.array([v0, 0.0])
     np.testing.assert_allclose(paths, want, atol=1e-12)
     assert (offset is None) == (formulation == "velocity")
 
@@ -84,7 +73,7 @@ def fitted():
     return _fit("path")
 
 
-@pytest.mark.parametrize("mean_output", ["path", "speed_fan", "turn_fan"])
+@pytest.mark.parametrize("mean_output", ["path", "speed_fan"])
 def test_samples_match_the_predictive_moments(mean_output):
     """Sampled paths (controls drawn and integrated) have the per-step means and
     covariances of the predictive mixture (Monte Carlo, 20 000
@@ -118,7 +107,7 @@ def test_path_head_learns_the_turns_and_survives_pickling(fitted):
     assert back.score(hist, fut) == f.score(hist, fut)
 
 
-@pytest.mark.parametrize("mean_output", ["path", "cv_offset", "speed_fan", "turn_fan"])
+@pytest.mark.parametrize("mean_output", ["path", "cv_offset", "speed_fan"])
 def test_path_needs_a_linear_formulation(mean_output):
     hist, fut = _walkers(20, 1)
     f = KinematicGMMForecaster(formulation="accel_steering", mean_output=mean_output, epochs=1)
