@@ -698,8 +698,14 @@ def _coverage_calibration(sets, cfg, df, rng, *, floor=None):
 
 
 @partial(jax.jit, static_argnames=("cfg", "n_samples"))
-def _sample_core(params, inp, hyper, key, *, cfg, n_samples):
-    """Trajectory samples (N, S, T, 2) in the agent frame: mode, then controls, rollout."""
+def _sample_core(params, inp, hyper, key, noise, *, cfg, n_samples):
+    """Trajectory samples (N, S, T, 2) in the agent frame: mode, then controls, rollout.
+
+    ``noise`` (traced, 1 or 0) weights the floor ``min_std`` of the predictive: with 1 it
+    is drawn independently at every step (sharing the trajectory's gamma scale), so
+    every step's samples follow the per-step predictive exactly; with 0 the samples are
+    the paths without it.
+    """
     logits, mean, cov, u_mean, u_cov = _forward(params, inp, hyper, cfg)
     speed = inp["speed"]
     N, K, T = mean.shape[:3]
@@ -709,17 +715,23 @@ def _sample_core(params, inp, hyper, key, *, cfg, n_samples):
     idx = jnp.arange(N)[:, None]
     eps = jax.random.normal(k2, (N, n_samples, T, 2), dtype)
     df = _df(params, hyper, cfg)
+    w = jnp.ones((N, n_samples, 1, 1), dtype)
     if df is not None:  # one gamma scale per sampled trajectory (see trajectory_log_prob)
         half = df / 2
         g = jax.random.gamma(jax.random.fold_in(key, 1), half, (N, n_samples, 1, 1), dtype)
-        eps = eps * jnp.sqrt(half / g)
+        w = jnp.sqrt(half / g)
+        eps = eps * w
+    floor = hyper["min_std"] ** 2 * jnp.eye(2, dtype=dtype)
     if cfg.formulation == "position" or cfg.variance == "learned":
-        L = jnp.linalg.cholesky(cov[idx, modes])
+        L = jnp.linalg.cholesky(cov[idx, modes] - (1.0 - noise) * floor)
         return mean[idx, modes] + jnp.einsum("nstij,nstj->nsti", L, eps)
-    # kinematic: sample the controls and integrate (temporally coherent samples)
+    # kinematic: sample the controls and integrate (temporally coherent samples), then
+    # the floor independently at every step
     root = psd_sqrt(u_cov[idx, modes])
     u = u_mean[idx, modes] + jnp.einsum("nstij,nstj->nsti", root, eps)
     wb = None if cfg.curvature else hyper["wheelbase"]
+    e_floor = jax.random.normal(jax.random.fold_in(key, 2), (N, n_samples, T, 2), dtype)
+    e_floor = noise * hyper["min_std"] * w * e_floor
 
     def roll(u1, s):
         z0 = jnp.stack([jnp.zeros((), dtype), jnp.zeros((), dtype), jnp.zeros((), dtype), s])
@@ -729,10 +741,11 @@ def _sample_core(params, inp, hyper, key, *, cfg, n_samples):
         # initial-velocity correction) plus the rollout from rest of the sampled deviations
         dev = u - u_mean[idx, modes]
         rest = jnp.zeros_like(speed)
-        return mean[idx, modes] + jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(
+        paths = mean[idx, modes] + jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(
             dev, rest
         )
-    return jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(u, speed)
+        return paths + e_floor
+    return jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(u, speed) + e_floor
 
 
 def _mirror(inp, y):
@@ -1522,14 +1535,26 @@ class KinematicGMMForecaster(MixprocEstimator):
         return -_metrics.nll(future, probs, means, covs, per="step", df=self.df_)
 
     def sample(self, history, n_samples=20, random_state=None, neighbours=None,
-               neighbour_mask=None):  # fmt: skip
+               neighbour_mask=None, observation_noise=True):  # fmt: skip
         """Sample trajectories (N, n_samples, T, 2) in the world frame.
 
         A mode is drawn from the mode probabilities; for propagated kinematic variances
-        the controls are sampled and integrated, so the samples are temporally coherent
-        (kinematically feasible paths); otherwise per-step positions are sampled
-        independently.
+        the controls are sampled and integrated, so the paths are temporally coherent
+        (kinematically feasible); otherwise per-step positions are sampled
+        independently. With Student-t modes one gamma scale is drawn per trajectory.
+
+        Parameters
+        ----------
+        observation_noise : bool, default=True
+            Add the floor of the predictive (``min_std_``, the standard deviation of
+            the position noise every covariance carries) independently at every step,
+            so that each step's samples follow :meth:`predictive_distribution` exactly:
+            these are samples of the positions that :meth:`score` evaluates. ``False``
+            leaves it out: the kinematic heads then return the smooth rolled-out paths,
+            whose per-step covariance is the predictive one less ``min_std_**2 * I``.
         """
+        if not isinstance(observation_noise, (bool, np.bool_)):
+            raise TypeError(f"observation_noise must be True or False; got {observation_noise!r}.")
         p0, R, inp, _, _, _ = self._predict_agent(history, neighbours, neighbour_mask)
         cfg = self._cfg(self.horizon_, fitted=True)
         key = random_state_to_key(random_state)
@@ -1537,7 +1562,13 @@ class KinematicGMMForecaster(MixprocEstimator):
             padded = {k: jnp.asarray(v) for k, v in _pad(inp).items()}
             s = np.asarray(
                 _sample_core(
-                    self.params_, padded, self._hyper(), key, cfg=cfg, n_samples=int(n_samples)
+                    self.params_,
+                    padded,
+                    self._hyper(),
+                    key,
+                    jnp.asarray(1.0 if observation_noise else 0.0, jnp.float64),
+                    cfg=cfg,
+                    n_samples=int(n_samples),
                 )
             )[: len(p0)]
         return np.einsum("nij,nstj->nsti", R, s) + p0[:, None, None]

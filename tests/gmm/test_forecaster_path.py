@@ -75,25 +75,38 @@ def fitted():
 
 @pytest.mark.parametrize("mean_output", ["path", "speed_fan"])
 def test_samples_match_the_predictive_moments(mean_output):
-    """Sampled paths (controls drawn and integrated) have the per-step means and
-    covariances of the predictive mixture (Monte Carlo, 20 000
-    draws: standard errors below 1 % of the spread). The modes' mean paths include
-    the initial-velocity correction, which the sampler must carry too."""
+    """Sampled paths (controls drawn and integrated, then the floor ``min_std`` drawn
+    independently at every step) have the per-step means and covariances of the
+    predictive mixture (Monte Carlo, 20 000 draws: standard errors below 1 % of the
+    spread); without the observation noise their covariance is the predictive one less
+    ``min_std**2 I``. The modes' mean paths include the initial-velocity correction,
+    which the sampler must carry too. The first step of the acceleration head has no
+    propagated variance, so there the floor is the whole spread of a mode."""
     hist, _, f = _fit(mean_output)
     probs, means, covs = f.predict_gaussians(hist[:2])
-    s = f.sample(hist[:2], n_samples=20000, random_state=1)
     mix_mean = np.einsum("nk,nkti->nti", probs, means)
     d = means - mix_mean[:, None]
     mix_cov = np.einsum("nk,nktij->ntij", probs, covs + d[..., :, None] * d[..., None, :])
     sd_mix = np.sqrt(np.einsum("ntii->nti", mix_cov))
-    np.testing.assert_array_less(np.abs(s.mean(1) - mix_mean) / sd_mix, 0.04)
-    emp = np.einsum("nsti,nstj->ntij", s - s.mean(1, keepdims=True), s - s.mean(1, keepdims=True))
-    emp /= s.shape[1]
-    # the samples integrate the control noise; the floor min_std^2 I is the density's only
-    want = mix_cov - f.min_std**2 * np.eye(2)
-    sd = np.sqrt(np.einsum("ntii->nti", want))
-    # in units of sd_i sd_j: the Monte Carlo standard error is about 1 / sqrt(20000) = 0.007
-    np.testing.assert_array_less(np.abs(emp - want) / (sd[..., :, None] * sd[..., None, :]), 0.04)
+    for noise, want in [(True, mix_cov), (False, mix_cov - f.min_std**2 * np.eye(2))]:
+        s = f.sample(hist[:2], n_samples=20000, random_state=1, observation_noise=noise)
+        np.testing.assert_array_less(np.abs(s.mean(1) - mix_mean) / sd_mix, 0.04)
+        c = s - s.mean(1, keepdims=True)
+        emp = np.einsum("nsti,nstj->ntij", c, c) / s.shape[1]
+        sd = np.sqrt(np.einsum("ntii->nti", want))
+        # in units of sd_i sd_j: the Monte Carlo standard error is about 1 / sqrt(20000)
+        np.testing.assert_array_less(
+            np.abs(emp - want) / (sd[..., :, None] * sd[..., None, :]), 0.04
+        )
+    # the smooth paths: second differences of the samples without the noise are the
+    # sampled accelerations, far smaller than those the floor's white noise adds
+    smooth = f.sample(hist[:2], n_samples=500, random_state=1, observation_noise=False)
+    noisy = f.sample(hist[:2], n_samples=500, random_state=1)
+    np.testing.assert_allclose(
+        np.diff(noisy - smooth, axis=2).std(), np.sqrt(2) * f.min_std, rtol=0.05
+    )
+    with pytest.raises(TypeError, match="observation_noise must be True or False"):
+        f.sample(hist[:1], observation_noise="no")
 
 
 def test_path_head_learns_the_turns_and_survives_pickling(fitted):

@@ -115,6 +115,25 @@ def test_fixed_df_samples_score_and_pickle(walkers):
         assert type(f.predictive_distribution(hist[:2])).__name__ == "StudentTMixture"
 
 
+def test_kinematic_samples_follow_the_student_t_predictive(walkers):
+    """Kinematic samples: controls drawn and integrated, the floor ``min_std`` drawn at
+    every step, both under the trajectory's one gamma scale. Every step's squared
+    Mahalanobis distance / 2 under the predictive scale matrix is then F(2, df), also
+    at step 1, where the acceleration head propagates no variance and the floor is the
+    whole scale matrix."""
+    hist, fut = walkers
+    f = KinematicGMMForecaster(
+        n_modes=1, formulation="acceleration", dt=0.4, hidden_sizes=(16,), epochs=5,
+        df=3.0, min_std=0.05, random_state=0,
+    ).fit(hist, fut)  # fmt: skip
+    _, means, covs = f.predict_gaussians(hist[:1])
+    s = f.sample(hist[:1], n_samples=4000, random_state=0)
+    for t in (0, 2, fut.shape[1] - 1):
+        d = s[0, :, t] - means[0, 0, t]
+        m2 = np.einsum("ni,ij,nj->n", d, np.linalg.inv(covs[0, 0, t]), d)
+        assert st.kstest(m2 / 2, st.f(2, 3.0).cdf).pvalue > 1e-3, t
+
+
 def test_learned_df_follows_the_tails_and_refits_compile_nothing(walkers):
     hist, fut = walkers
     kw = dict(
