@@ -59,10 +59,10 @@ def _walkers(n, seed):
 
 
 @functools.cache
-def _fit(mean_output):
+def _fit(mean_output, formulation="acceleration"):
     hist, fut = _walkers(300, 0)
     f = KinematicGMMForecaster(
-        n_modes=2, formulation="acceleration", dt=0.4, hidden_sizes=(16,), epochs=30,
+        n_modes=2, formulation=formulation, dt=0.4, hidden_sizes=(16,), epochs=30,
         batch_size=100, min_std=0.02, mean_output=mean_output, random_state=0,
     ).fit(hist, fut)  # fmt: skip
     return hist, fut, f
@@ -73,16 +73,20 @@ def fitted():
     return _fit("path")
 
 
-@pytest.mark.parametrize("mean_output", ["path", "speed_fan"])
-def test_samples_match_the_predictive_moments(mean_output):
+@pytest.mark.parametrize(
+    "formulation, mean_output",
+    [("acceleration", "path"), ("acceleration", "speed_fan"), ("velocity", "speed_fan")],
+)
+def test_samples_match_the_predictive_moments(formulation, mean_output):
     """Sampled paths (controls drawn and integrated, then the floor ``min_std`` drawn
     independently at every step) have the per-step means and covariances of the
     predictive mixture (Monte Carlo, 20 000 draws: standard errors below 1 % of the
     spread); without the observation noise their covariance is the predictive one less
     ``min_std**2 I``. The modes' mean paths include the initial-velocity correction,
     which the sampler must carry too. The first step of the acceleration head has no
-    propagated variance, so there the floor is the whole spread of a mode."""
-    hist, _, f = _fit(mean_output)
+    propagated variance, so there the floor is the whole spread of a mode; the velocity
+    head's first step already carries its first sampled velocity."""
+    hist, _, f = _fit(mean_output, formulation)
     probs, means, covs = f.predict_gaussians(hist[:2])
     mix_mean = np.einsum("nk,nkti->nti", probs, means)
     d = means - mix_mean[:, None]
