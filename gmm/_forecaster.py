@@ -737,15 +737,15 @@ def _sample_core(params, inp, hyper, key, noise, *, cfg, n_samples):
         z0 = jnp.stack([jnp.zeros((), dtype), jnp.zeros((), dtype), jnp.zeros((), dtype), s])
         return rollout_single(u1, z0, hyper["dt"], wb, cfg.formulation)
 
+    def roll_all(us, s0):  # (N, S, ...) controls from initial speeds (N,)
+        return jax.vmap(lambda ui, si: jax.vmap(lambda u1: roll(u1, si))(ui))(us, s0)
+
     if cfg.mean_output in _PATH_OUTPUTS:  # linear kinematics: the mode's path (which carries the
         # initial-velocity correction) plus the rollout from rest of the sampled deviations
-        dev = u - u_mean[idx, modes]
-        rest = jnp.zeros_like(speed)
-        paths = mean[idx, modes] + jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(
-            dev, rest
-        )
-        return paths + e_floor
-    return jax.vmap(lambda us, s: jax.vmap(lambda u1: roll(u1, s))(us))(u, speed) + e_floor
+        paths = mean[idx, modes] + roll_all(u - u_mean[idx, modes], jnp.zeros_like(speed))
+    else:
+        paths = roll_all(u, speed)
+    return paths + e_floor
 
 
 def _mirror(inp, y):

@@ -102,8 +102,9 @@ def test_samples_match_the_predictive_moments(formulation, mean_output):
         np.testing.assert_array_less(
             np.abs(emp - want) / (sd[..., :, None] * sd[..., None, :]), 0.04
         )
-    # the smooth paths: second differences of the samples without the noise are the
-    # sampled accelerations, far smaller than those the floor's white noise adds
+    # the same draws with and without the noise differ by the floor's white noise alone
+    # (Gaussian modes: no gamma scale), whose step-to-step differences have std
+    # sqrt(2) min_std
     smooth = f.sample(hist[:2], n_samples=500, random_state=1, observation_noise=False)
     noisy = f.sample(hist[:2], n_samples=500, random_state=1)
     np.testing.assert_allclose(
